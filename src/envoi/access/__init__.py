@@ -1,0 +1,1 @@
+"""Who may call Envoi: API keys (operators and security groups come later)."""

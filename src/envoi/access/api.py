@@ -1,0 +1,41 @@
+"""Authentication of API calls: ``Authorization: Bearer <key>``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from envoi.access.service import authenticate, hash_key
+from envoi.errors import Unauthorized
+from envoi.runtime import Runtime
+
+_CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds in every process
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def require_api_key(request: Request) -> int:
+    """The calling key's id; 401 without a valid key."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
+    token = token.strip()
+    cache: dict[str, tuple[int, float]] = request.app.state.key_cache
+    digest = hash_key(token)
+    hit = cache.get(digest)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    async with runtime_of(request).transaction() as session:
+        key = await authenticate(session, token)
+    cache[digest] = (key.id, time.monotonic() + _CACHE_SECONDS)
+    return key.id
+
+
+ApiKeyId = Annotated[int, Depends(require_api_key)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

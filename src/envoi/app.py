@@ -1,0 +1,103 @@
+"""The ASGI application: REST API, error rendering, and (unless told not to) the delivery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from envoi import __version__
+from envoi.channels.api import router as outbox_router
+from envoi.delivery.api import router as quarantine_router
+from envoi.delivery.listen import listen_for_events
+from envoi.delivery.worker import Worker
+from envoi.errors import EnvoiError
+from envoi.events.api import router as events_router
+from envoi.runtime import Runtime
+from envoi.settings import Settings
+from envoi.templates.api import router as templates_router
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = app.state.runtime = runtime or Runtime.create(settings)
+        stop = asyncio.Event()
+        worker_task = listener_task = None
+        if run_worker:
+            worker = Worker(settings, rt.sessionmaker, rt.channels, rt.wakeup)
+            worker_task = asyncio.create_task(worker.run(stop))
+            if not settings.is_sqlite:
+                url = settings.resolved_database_url()
+                listener_task = asyncio.create_task(listen_for_events(url, rt.wakeup, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if listener_task is not None:
+                listener_task.cancel()
+            # The worker finishes the batch in hand: what it sent is recorded before we exit.
+            await asyncio.gather(*(t for t in (worker_task, listener_task) if t), return_exceptions=True)
+            if runtime is None:
+                await rt.aclose()
+
+    app = FastAPI(
+        title="Envoi",
+        version=__version__,
+        summary="Transactional messaging: push events, Envoi renders the published template and delivers it.",
+        lifespan=lifespan,
+    )
+    app.state.key_cache = {}
+    if runtime is not None:
+        app.state.runtime = runtime
+    for router in (events_router, templates_router, outbox_router, quarantine_router):
+        app.include_router(router)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> dict[str, str]:
+        rt: Runtime = request.app.state.runtime
+        async with rt.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> dict[str, Any]:
+        return {"name": "Envoi", "version": __version__, "docs": "/docs", "api": "/api/v1"}
+
+    return app
+
+
+def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": body}, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EnvoiError)
+    async def envoi_error(_request: Request, error: EnvoiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        return _error(error.status_code, error.to_dict(), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in error.errors():
+            loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
+            problems.append({"field": ".".join(loc) or "body", "message": item.get("msg", "invalid")})
+        first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+        body = {
+            "code": "validation_failed",
+            "message": f"{first['field']}: {first['message']}",
+            "field": first["field"],
+            "errors": problems,
+        }
+        return _error(422, body)

@@ -1,0 +1,1 @@
+"""Channels take rendered messages and return one outcome each. They import nothing of the domain."""

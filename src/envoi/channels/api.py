@@ -1,0 +1,72 @@
+"""REST: read the built-in outbox, where emails go when no SMTP server is configured."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.channels.outbox import OutboxMessage
+from envoi.errors import NotFound
+
+router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
+
+
+class OutboxOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    channel: str
+    sender: str = Field(alias="from")
+    to: str
+    reply_to: str | None = Field(alias="replyTo")
+    subject: str | None
+    html: str | None
+    text: str | None
+    message_id: str | None = Field(alias="messageId")
+    created_at: datetime = Field(alias="createdAt")
+
+
+def _out(row: OutboxMessage) -> OutboxOut:
+    return OutboxOut(
+        id=row.id,
+        channel=row.channel,
+        sender=row.sender,
+        to=row.recipient,
+        reply_to=row.reply_to,
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        message_id=row.message_id,
+        created_at=row.created_at,
+    )
+
+
+@router.get("", response_model=list[OutboxOut])
+async def list_outbox(
+    runtime: RuntimeDep,
+    _key: ApiKeyId,
+    to: str | None = None,
+    before: int | None = Query(None, description="Only ids below this (the next page)"),
+    limit: int = Query(50, ge=1, le=500),
+) -> list[OutboxOut]:
+    """Captured messages, newest first."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if to:
+        query = query.where(OutboxMessage.recipient == to)
+    if before:
+        query = query.where(OutboxMessage.id < before)
+    async with runtime.transaction() as session:
+        return [_out(row) for row in await session.scalars(query)]
+
+
+@router.get("/{message_id}", response_model=OutboxOut)
+async def read_outbox_message(message_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> OutboxOut:
+    async with runtime.transaction() as session:
+        row = await session.get(OutboxMessage, message_id)
+    if row is None:
+        raise NotFound(f"outbox message {message_id} does not exist")
+    return _out(row)

@@ -1,0 +1,66 @@
+"""The built-in outbox: captures emails in the database instead of sending them (the embedded default)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import String, Text, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from envoi.channels.base import EmailMessage, Outcome, Sent
+from envoi.db.base import Base, BigId, UTCDateTime, utcnow
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboxChannel:
+    """Every message is accepted and kept; ``GET /api/v1/outbox`` shows them."""
+
+    name = "outbox"
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]):
+        self._sessionmaker = sessionmaker
+
+    async def send_many(self, messages: Sequence[EmailMessage]) -> list[Outcome]:
+        if not messages:
+            return []
+        now = utcnow()
+        rows = [
+            {
+                "channel": "email",
+                "sender": m.sender,
+                "recipient": m.to,
+                "reply_to": m.reply_to,
+                "subject": m.subject,
+                "html": m.html,
+                "text": m.text,
+                "message_id": m.message_id,
+                "created_at": now,
+            }
+            for m in messages
+        ]
+        async with self._sessionmaker.begin() as session:
+            ids = (
+                await session.scalars(
+                    insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), rows
+                )
+            ).all()
+        return [Sent(provider_id=f"outbox-{i}") for i in ids]
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,201 @@
+"""The ``envoi`` command: serve, worker, migrate, apikey."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from envoi.access.service import create_api_key, is_valid_key, list_api_keys, revoke_api_key
+from envoi.app import create_app
+from envoi.db.engine import create_engine, create_sessionmaker
+from envoi.db.migrate import pending_migrations, upgrade_database
+from envoi.delivery.listen import listen_for_events
+from envoi.delivery.worker import Worker
+from envoi.demo import load_demo_data
+from envoi.observability.logging import configure_logging
+from envoi.runtime import Runtime
+from envoi.settings import Settings
+
+app = typer.Typer(help="Envoi: transactional messaging. Events in, personalized email out.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+async def _prepare(settings: Settings) -> str:
+    """Migrate, load the demo once, and return an API key to print (kept in data_dir between runs)."""
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        sessionmaker = create_sessionmaker(engine)
+        key_file = settings.data_dir / "api-key"
+        async with sessionmaker.begin() as session:
+            if settings.load_demo_data:
+                await load_demo_data(session)
+            if key_file.exists() and await is_valid_key(session, key_file.read_text().strip()):
+                return key_file.read_text().strip()
+            _key, plaintext = await create_api_key(session, "envoi serve")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(plaintext + "\n")
+        return plaintext
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the delivery worker too.")] = True,
+) -> None:
+    """Start the API (and the delivery worker), applying migrations and loading demo data first."""
+    settings = _settings()
+    api_key = asyncio.run(_prepare(settings))
+    url = f"http://{host}:{port}"
+    database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
+    email = "the built-in outbox (GET /api/v1/outbox)" if settings.smtp_url is None else "your SMTP server"
+    console.print(
+        Panel.fit(
+            f"[bold]Envoi[/] is running at [link={url}]{url}[/]   API docs: {url}/docs\n"
+            f"API key: [bold green]{api_key}[/]\n"
+            f"Database: {database}   Emails go to {email}\n"
+            f"Worker: {'on' if worker else 'off (run envoi worker)'}\n\n"
+            f"Try: curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' "
+            "-H 'Content-Type: application/json' "
+            """-d '{"type": "password_reset", "email": "ada@example.com", """
+            """"ctx": {"firstName": "Ada", "resetUrl": "https://example.com/r/1"}}'""",
+            title="Envoi",
+        )
+    )
+    uvicorn.run(
+        create_app(settings, run_worker=worker),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.worker_lease_seconds // 4) or 1,
+    )
+
+
+@app.command(name="worker")
+def run_worker() -> None:
+    """Run the delivery worker alone (for deployments with several processes on PostgreSQL)."""
+    settings = _settings()
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    runtime = Runtime.create(settings)
+    try:
+        if pending := await pending_migrations(runtime.engine):
+            console.print(f"[red]The database needs migrating ({', '.join(pending)}): run envoi migrate.[/]")
+            raise typer.Exit(1)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.wakeup)
+        listener = None
+        if not settings.is_sqlite:
+            url = settings.resolved_database_url()
+            listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
+        await worker.run(stop)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+    finally:
+        await runtime.aclose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade_database(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    console.print("Database is up to date.")
+
+
+@apikey_app.command("create")
+def apikey_create(name: Annotated[str, typer.Option(help="Who or what will use the key.")]) -> None:
+    """Create a key; it is printed once, on the last line, and stored only as a hash."""
+    settings = _settings()
+
+    async def run() -> str:
+        runtime = Runtime.create(settings)
+        try:
+            await upgrade_database(runtime.engine)
+            async with runtime.transaction() as session:
+                _key, plaintext = await create_api_key(session, name)
+            return plaintext
+        finally:
+            await runtime.aclose()
+
+    plaintext = asyncio.run(run())
+    console.print(f"Created API key '{name}'. It is shown once; keep it somewhere safe:", soft_wrap=True)
+    print(plaintext)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """Keys by id, name and prefix; never the keys themselves."""
+    settings = _settings()
+
+    async def run() -> Table:
+        runtime = Runtime.create(settings)
+        try:
+            async with runtime.transaction() as session:
+                keys = await list_api_keys(session)
+        finally:
+            await runtime.aclose()
+        table = Table("id", "name", "prefix", "created", "last used", "revoked")
+        for k in keys:
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.prefix + "…",
+                f"{k.created_at:%Y-%m-%d %H:%M}",
+                f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+                f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+            )
+        return table
+
+    console.print(asyncio.run(run()))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by envoi apikey list.")]) -> None:
+    settings = _settings()
+
+    async def run() -> None:
+        runtime = Runtime.create(settings)
+        try:
+            async with runtime.transaction() as session:
+                await revoke_api_key(session, key_id)
+        finally:
+            await runtime.aclose()
+
+    asyncio.run(run())
+    console.print(f"API key {key_id} is revoked.")

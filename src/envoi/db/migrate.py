@@ -1,0 +1,42 @@
+"""Apply Alembic migrations from code: ``envoi serve`` and ``envoi migrate`` both call this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
+    def upgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade)
+
+
+async def pending_migrations(engine: AsyncEngine) -> list[str]:
+    """Revisions not yet applied (empty when the schema is current)."""
+
+    def pending(connection: Connection) -> list[str]:
+        current = MigrationContext.configure(connection).get_current_heads()
+        script = ScriptDirectory.from_config(alembic_config())
+        return [r.revision for r in script.iterate_revisions("heads", current or "base")] if script else []
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(pending)

@@ -1,0 +1,21 @@
+"""Imports every model so that ``Base.metadata`` describes the whole schema (for Alembic and tests)."""
+
+from envoi.access import models as access_models
+from envoi.channels import outbox
+from envoi.db import meta
+from envoi.db.base import Base
+from envoi.delivery import models as delivery_models
+from envoi.events import models as events_models
+from envoi.templates import models as templates_models
+
+metadata = Base.metadata
+
+__all__ = [
+    "access_models",
+    "delivery_models",
+    "events_models",
+    "meta",
+    "metadata",
+    "outbox",
+    "templates_models",
+]

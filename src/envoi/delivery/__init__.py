@@ -1,0 +1,1 @@
+"""The worker: claim a batch, route, check quarantine, render, send, record. Retries and quarantine."""

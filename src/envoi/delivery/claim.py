@@ -1,0 +1,82 @@
+"""Claiming work from the queue: ``FOR UPDATE SKIP LOCKED`` and a lease, so no two workers send one event
+and a dead worker's batch is taken over when its lease ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.events.models import Event, EventStatus
+
+CLAIMABLE = (EventStatus.PENDING, EventStatus.PROCESSING)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    id: int
+    type: str
+    channel: str
+    email: str | None
+    mobile_phone: str | None
+    external_id: str | None
+    origin: str | None
+    language: str | None
+    ctx: dict[str, Any]
+    expires_at: datetime | None
+    error_count: int
+    created_at: datetime
+
+
+_COLUMNS = (
+    Event.id,
+    Event.type,
+    Event.channel,
+    Event.email,
+    Event.mobile_phone,
+    Event.external_id,
+    Event.origin,
+    Event.language,
+    Event.ctx,
+    Event.expires_at,
+    Event.error_count,
+    Event.created_at,
+)
+
+
+async def claim_batch(
+    session: AsyncSession, *, owner: str, size: int, lease_seconds: float, now: datetime
+) -> list[ClaimedEvent]:
+    """Take up to ``size`` due events, real-time first. A PROCESSING event is due once its lease ran out:
+    the lease end is stored in ``next_attempt_at``, so one index serves new, retried and abandoned work."""
+    due = (
+        select(Event.id)
+        .where(Event.status.in_(CLAIMABLE), Event.next_attempt_at <= now)
+        .order_by(Event.mode, Event.next_attempt_at)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(Event)
+        .where(Event.id.in_(due.scalar_subquery()))
+        .values(
+            status=EventStatus.PROCESSING,
+            lease_owner=owner,
+            next_attempt_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+        .returning(*_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(claim)).all()
+    return sorted((ClaimedEvent(*row) for row in rows), key=lambda e: e.id)
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    """When the earliest waiting event becomes due (for tests and idle waits)."""
+    return await session.scalar(
+        select(Event.next_attempt_at).where(Event.status.in_(CLAIMABLE)).order_by(Event.next_attempt_at).limit(1)
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from envoi.db.base import Base, BigId, UTCDateTime, utcnow
+
+
+class MessageStatus(enum.IntEnum):
+    RETRYING = 0  # the provider asked us to try again later
+    SENT = 1  # accepted by the provider
+    FAILED = 2  # refused for good, or retries exhausted
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Message(Base):
+    """One rendered template version sent to one address (Adobe's broadLog)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id", ondelete="SET NULL"))
+    status: Mapped[int] = mapped_column(SmallInteger)
+    subject: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=1)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class QuarantinedAddress(Base):
+    """An address that must not be sent to on a channel, and why."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("channel", "address"),)

@@ -1,0 +1,273 @@
+"""One claimed batch, from events to recorded outcomes: route, quarantine check, render, send, record.
+
+The state machine (numbers in events.models.EventStatus):
+  pending -> processing                      claimed by a worker, under a lease
+  processing -> processed                    every message accepted by its provider
+  processing -> pending                      provider said retry: error_count + 1, next_attempt_at later
+  processing -> too_old                      expired before sending, or retries exhausted
+  processing -> routing_failed               no live template for its type and channel (never retried)
+  processing -> paused                       its template is paused; back to pending when resumed
+  processing -> ignored                      the address is quarantined
+  processing -> delivery_failed              refused for good, invalid address (quarantined), or render error
+A processing event whose lease ran out is claimed again by any worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import structlog
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.channels.base import EmailChannel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
+from envoi.delivery.claim import ClaimedEvent
+from envoi.delivery.models import Message, MessageStatus
+from envoi.delivery.quarantine import add_to_quarantine, quarantined
+from envoi.delivery.retry import retry_delay
+from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.settings import Settings
+from envoi.templates.models import TemplateState
+from envoi.templates.rendering import CompiledEmail, RenderError, compile_email
+from envoi.templates.service import LiveRoute, find_live_routes
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """What the batch needs from the database, read in the claim's transaction."""
+
+    routes: dict[tuple[str, str], LiveRoute]
+    quarantined: dict[tuple[str, str], str]
+    existing_messages: dict[int, int]  # event id -> message id, for events being retried
+
+
+@dataclass(slots=True)
+class Decision:
+    event: ClaimedEvent
+    status: EventStatus = EventStatus.PROCESSING
+    reason: str | None = None
+    route: LiveRoute | None = None
+    message: EmailMessage | None = None
+    outcome: Outcome | None = None
+    next_attempt_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def recipient_of(event: ClaimedEvent) -> str | None:
+    return event.email if event.channel == "email" else event.mobile_phone
+
+
+async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> BatchContext:
+    routes = await find_live_routes(session, {(e.type, e.channel) for e in events})
+    blocked: dict[tuple[str, str], str] = {}
+    for channel in {e.channel for e in events}:
+        addresses = {a for e in events if e.channel == channel and (a := recipient_of(e))}
+        for address, reason in (await quarantined(session, channel, addresses)).items():
+            blocked[(channel, address)] = reason
+    retried = [e.id for e in events if e.error_count]
+    existing: dict[int, int] = {}
+    if retried:
+        rows = await session.execute(select(Message.event_id, Message.id).where(Message.event_id.in_(retried)))
+        existing = {event_id: message_id for event_id, message_id in rows}
+    return BatchContext(routes, blocked, existing)
+
+
+class DeliveryPipeline:
+    def __init__(self, settings: Settings, channels: Mapping[str, EmailChannel]):
+        self.settings = settings
+        self.channels = channels
+        self._compiled: dict[int, CompiledEmail] = {}  # by version id: versions never change
+
+    def decide(self, events: list[ClaimedEvent], context: BatchContext, now: datetime) -> list[Decision]:
+        decisions = []
+        for event in events:
+            decision = Decision(event)
+            route = context.routes.get((event.type, event.channel))
+            address = recipient_of(event)
+            if event.expires_at is not None and event.expires_at <= now:
+                decision.status, decision.reason = (
+                    EventStatus.TOO_OLD,
+                    f"expired at {event.expires_at.isoformat()}",
+                )
+            elif route is None:
+                decision.status = EventStatus.ROUTING_FAILED
+                decision.reason = f"no published {event.channel} template for event type '{event.type}'"
+            elif route.state == TemplateState.PAUSED:
+                decision.status, decision.route = EventStatus.PAUSED, route
+                decision.reason = f"template {route.template_id} is paused"
+            elif address is None or (event.channel, address) in context.quarantined:
+                decision.status, decision.route = EventStatus.IGNORED, route
+                why = context.quarantined.get((event.channel, address or ""), "no address")
+                decision.reason = f"{address} is quarantined: {why}" if address else "no address for the channel"
+            else:
+                decision.route = route
+                self._render(decision)
+            decisions.append(decision)
+        return decisions
+
+    def _render(self, decision: Decision) -> None:
+        event, route = decision.event, decision.route
+        assert route is not None and route.content is not None and route.version_id is not None
+        compiled = self._compiled.get(route.version_id)
+        if compiled is None:
+            if len(self._compiled) > 1024:
+                self._compiled.clear()
+            compiled = self._compiled[route.version_id] = compile_email(route.content)
+        context = {"ctx": event.ctx, "event": _event_variables(event)}
+        try:
+            rendered = compiled.render(context)
+        except RenderError as error:
+            decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"template error: {error}"
+            return
+        decision.message = EmailMessage(
+            ref=event.id,
+            sender=rendered.sender,
+            to=event.email or "",
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            reply_to=rendered.reply_to,
+            message_id=f"<{event.id}.{int(event.created_at.timestamp())}@{self.settings.message_id_domain}>",
+        )
+
+    async def send(self, decisions: list[Decision]) -> None:
+        by_channel: dict[str, list[Decision]] = {}
+        for decision in decisions:
+            if decision.message is not None:
+                by_channel.setdefault(decision.event.channel, []).append(decision)
+        for channel_name, group in by_channel.items():
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                for decision in group:
+                    decision.outcome = Failed(f"no {channel_name} provider is configured")
+                continue
+            outcomes = await channel.send_many([d.message for d in group if d.message is not None])
+            for decision, outcome in zip(group, outcomes, strict=True):
+                decision.outcome = outcome
+
+    def settle(self, decisions: list[Decision], now: datetime) -> None:
+        """Turn each send outcome into the event's next status."""
+        for decision in decisions:
+            outcome = decision.outcome
+            if outcome is None:
+                continue
+            attempts = decision.event.error_count + 1
+            if isinstance(outcome, Sent):
+                decision.status, decision.reason = EventStatus.PROCESSED, None
+            elif isinstance(outcome, Retry):
+                delay = retry_delay(attempts, self.settings, at_least=outcome.after)
+                retry_at = now + timedelta(seconds=delay)
+                expires = decision.event.expires_at
+                if attempts >= self.settings.retry_max_attempts:
+                    decision.status = EventStatus.TOO_OLD
+                    decision.reason = f"gave up after {attempts} attempts: {outcome.reason}"
+                elif expires is not None and retry_at > expires:
+                    decision.status = EventStatus.TOO_OLD
+                    decision.reason = f"expires before the next attempt: {outcome.reason}"
+                else:
+                    decision.status, decision.next_attempt_at = EventStatus.PENDING, retry_at
+                    decision.reason = f"attempt {attempts} failed, retrying at {retry_at.isoformat()}: {outcome.reason}"
+            elif isinstance(outcome, InvalidAddress):
+                decision.status = EventStatus.DELIVERY_FAILED
+                decision.reason = f"address refused, quarantined: {outcome.reason}"
+            else:
+                decision.status, decision.reason = EventStatus.DELIVERY_FAILED, outcome.reason
+
+    async def record(
+        self,
+        session: AsyncSession,
+        owner: str,
+        decisions: list[Decision],
+        context: BatchContext,
+        now: datetime,
+    ) -> None:
+        """Every status, message and quarantine entry of the batch, in the caller's one transaction."""
+        event_rows, timeline, new_messages, quarantine = [], [], [], []
+        for d in decisions:
+            e = d.event
+            retrying = d.status == EventStatus.PENDING
+            failed_send = d.outcome is not None and not isinstance(d.outcome, Sent)
+            event_rows.append(
+                {
+                    "_id": e.id,
+                    "_owner": owner,
+                    "status": d.status,
+                    "updated_at": now,
+                    "next_attempt_at": d.next_attempt_at or now,
+                    "error_count": e.error_count + (1 if failed_send else 0),
+                    "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
+                    "template_id": d.route.template_id if d.route else None,
+                    "template_version_id": d.route.version_id if d.route and d.message else None,
+                    "lease_owner": None,
+                }
+            )
+            timeline.append({"event_id": e.id, "status": d.status, "at": now, "reason": d.reason})
+            if isinstance(d.outcome, InvalidAddress) and d.message is not None:
+                quarantine.append((e.channel, d.message.to, d.outcome.reason))
+            if d.outcome is None or d.message is None:
+                continue
+            message = self._message_row(d, now, retrying)
+            existing = context.existing_messages.get(e.id)
+            if existing is None:
+                new_messages.append(message)
+            else:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == existing)
+                    .values(
+                        {k: v for k, v in message.items() if k not in ("created_at", "attempts")}
+                        | {"attempts": Message.attempts + 1}
+                    )
+                )
+        table = cast(Table, Event.__table__)
+        # Only while we still hold the lease: a batch taken over by another worker is theirs to record.
+        owned = (table.c.id == bindparam("_id")) & (table.c.lease_owner == bindparam("_owner"))
+        await session.execute(update(table).where(owned), event_rows)
+        await session.execute(insert(EventStatusChange), timeline)
+        if new_messages:
+            await session.execute(insert(Message), new_messages)
+        await add_to_quarantine(session, quarantine)
+
+    @staticmethod
+    def _message_row(d: Decision, now: datetime, retrying: bool) -> dict[str, Any]:
+        assert d.message is not None and d.route is not None
+        outcome = d.outcome
+        sent = isinstance(outcome, Sent)
+        return {
+            "event_id": d.event.id,
+            "channel": d.event.channel,
+            "address": d.message.to,
+            "template_version_id": d.route.version_id,
+            "status": MessageStatus.SENT if sent else MessageStatus.RETRYING if retrying else MessageStatus.FAILED,
+            "subject": d.message.subject,
+            "provider_id": outcome.provider_id if isinstance(outcome, Sent) else None,
+            "attempts": 1,
+            "error": None if sent else getattr(outcome, "reason", None),
+            "created_at": now,
+            "updated_at": now,
+            "sent_at": now if sent else None,
+        }
+
+
+def _event_variables(event: ClaimedEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "email": event.email,
+        "mobilePhone": event.mobile_phone,
+        "externalId": event.external_id,
+        "origin": event.origin,
+        "language": event.language,
+    }
+
+
+def log_batch(decisions: list[Decision], owner: str) -> None:
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d.status.label] = counts.get(d.status.label, 0) + 1
+    log.info("delivery.batch_recorded", worker=owner, events=len(decisions), **counts)

@@ -1,0 +1,84 @@
+"""The delivery worker: loops that claim batches and push them through the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from envoi.channels.base import EmailChannel
+from envoi.db.base import utcnow
+from envoi.db.notify import Wakeup
+from envoi.delivery.claim import claim_batch
+from envoi.delivery.pipeline import DeliveryPipeline, load_context, log_batch
+from envoi.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        channels: Mapping[str, EmailChannel],
+        wakeup: Wakeup | None = None,
+    ):
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.pipeline = DeliveryPipeline(settings, channels)
+        self.wakeup = wakeup or Wakeup()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def deliver_one_batch(self) -> int:
+        """Claim, send and record one batch; returns how many events it handled (0: nothing due)."""
+        settings = self.settings
+        now = utcnow()
+        async with self.sessionmaker.begin() as session:
+            events = await claim_batch(
+                session,
+                owner=self.name,
+                size=settings.worker_batch_size,
+                lease_seconds=settings.worker_lease_seconds,
+                now=now,
+            )
+            if not events:
+                return 0
+            context = await load_context(session, events)
+        decisions = self.pipeline.decide(events, context, now)
+        await self.pipeline.send(decisions)
+        done = utcnow()
+        self.pipeline.settle(decisions, done)
+        async with self.sessionmaker.begin() as session:
+            await self.pipeline.record(session, self.name, decisions, context, done)
+        log_batch(decisions, self.name)
+        return len(events)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run ``worker_concurrency`` loops until ``stop`` is set; each finishes its batch before leaving."""
+        log.info("worker.started", worker=self.name, concurrency=self.settings.worker_concurrency)
+        loops = [asyncio.create_task(self._loop(stop)) for _ in range(self.settings.worker_concurrency)]
+        await stop.wait()
+        self.wakeup.ring()
+        await asyncio.gather(*loops)
+        log.info("worker.stopped", worker=self.name)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                handled = await self.deliver_one_batch()
+                failures = 0
+            except Exception:
+                # The database went away or a bug: the lease returns the batch to the queue; back off and go on.
+                failures += 1
+                log.exception("worker.batch_failed", worker=self.name, consecutive=failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                continue
+            if handled == 0:
+                await self.wakeup.wait(self.settings.worker_poll_seconds)

@@ -1,0 +1,1 @@
+"""Event types, ingestion of events, and event queries."""

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
+
+
+class EventStatus(enum.IntEnum):
+    """The event state machine; numbers are ours and are what SOAP callers see. See delivery/README."""
+
+    PENDING = 0
+    PROCESSING = 1
+    PROCESSED = 2
+    IGNORED = 3
+    DELIVERY_FAILED = 4
+    ROUTING_FAILED = 5
+    TOO_OLD = 6
+    PAUSED = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class EventMode(enum.IntEnum):
+    """Real-time events are claimed before batch events; the number is the claim priority."""
+
+    REALTIME = 0
+    BATCH = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class EventType(Base):
+    __tablename__ = "event_types"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    label: Mapped[str] = mapped_column(String(200))
+    json_schema: Mapped[dict[str, Any] | None] = mapped_column("schema", Json)
+    sample: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One occurrence pushed by a client; also the queue entry the worker claims."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    mode: Mapped[int] = mapped_column(SmallInteger, default=EventMode.REALTIME)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(SmallInteger, default=EventStatus.PENDING)
+    email: Mapped[str | None] = mapped_column(String(320))
+    mobile_phone: Mapped[str | None] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    origin: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str | None] = mapped_column(String(35))
+    ctx: Mapped[dict[str, Any]] = mapped_column(Json)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When the event may next be claimed: its schedule, its next retry, or the end of a worker's lease.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    error_count: Mapped[int] = mapped_column(SmallInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("templates.id", ondelete="SET NULL"))
+    template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        # The queue: claims read this index in priority order and stay O(batch) however many are done.
+        Index(
+            "ix_events_claim",
+            "mode",
+            "next_attempt_at",
+            postgresql_where=text("status IN (0, 1)"),
+            sqlite_where=text("status IN (0, 1)"),
+        ),
+        Index(
+            "ix_events_paused",
+            "template_id",
+            postgresql_where=text("status = 7"),
+            sqlite_where=text("status = 7"),
+        ),
+        Index(
+            "uq_events_idempotency",
+            "api_key_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+
+class EventStatusChange(Base):
+    """The timeline: every status an event reached after it was received, with why."""
+
+    __tablename__ = "event_status_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reason: Mapped[str | None] = mapped_column(Text)

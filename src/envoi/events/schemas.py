@@ -1,0 +1,146 @@
+"""The events API's shapes, with Adobe Campaign's REST field names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CHANNEL_CODES = {0: "email", 1: "sms", 41: "push", 42: "push"}
+CHANNEL_WORDS = {"email": "email", "sms": "sms", "push": "push", "ios": "push", "android": "push"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Adobe clients often send local-less timestamps: they are read as UTC.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EventIn(_Model):
+    type: str = Field(min_length=1, max_length=100, examples=["order_confirmation"])
+    email: str | None = Field(None, max_length=320)
+    mobile_phone: str | None = Field(None, alias="mobilePhone", max_length=32)
+    ctx: dict[str, Any] = Field(default_factory=dict, description="Free-form data used by the template.")
+    scheduled: datetime | None = Field(None, description="Do not send before this time (UTC if no offset).")
+    expiration: datetime | None = Field(None, description="Give up (status too_old) if not sent by then.")
+    wished_channel: str | int | None = Field(
+        None, alias="wishedChannel", description="email (0), sms (1) or push (41, 42). Default: email."
+    )
+    external_id: str | None = Field(None, alias="externalId", max_length=255)
+    origin: str | None = Field(None, max_length=255)
+    language: str | None = Field(None, max_length=35)
+    mode: Literal["realtime", "batch"] = Field("realtime", description="Real-time events are sent before batch events.")
+
+    _utc_scheduled = field_validator("scheduled", "expiration")(_utc)
+
+    @field_validator("wished_channel")
+    @classmethod
+    def _channel(cls, value: str | int | None) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            code = int(value)
+            if code not in CHANNEL_CODES:
+                raise ValueError("unknown channel code; use 0 (email), 1 (sms), 41 or 42 (push)")
+            return CHANNEL_CODES[code]
+        word = CHANNEL_WORDS.get(value.strip().lower())
+        if word is None:
+            raise ValueError("unknown channel; use email, sms or push")
+        return word
+
+
+class BatchIn(_Model):
+    events: list[EventIn] = Field(description="Up to 10,000 events, stored all or none.")
+
+
+class AcceptedOut(_Model):
+    id: int
+    href: str
+    status: str = "pending"
+
+
+class BatchAcceptedOut(_Model):
+    ids: list[int]
+
+
+class MessageOut(_Model):
+    id: int
+    channel: str
+    address: str
+    status: str
+    subject: str | None
+    provider_id: str | None = Field(alias="providerId")
+    attempts: int
+    error: str | None
+    template_version: int | None = Field(alias="templateVersion")
+    created_at: datetime = Field(alias="createdAt")
+    sent_at: datetime | None = Field(alias="sentAt")
+
+
+class TimelineEntry(_Model):
+    status: str
+    at: datetime
+    reason: str | None = None
+
+
+class TemplateRef(_Model):
+    id: int
+    version: int
+
+
+class EventOut(_Model):
+    id: int
+    href: str
+    type: str
+    mode: str
+    channel: str
+    status: str
+    email: str | None
+    mobile_phone: str | None = Field(alias="mobilePhone")
+    external_id: str | None = Field(alias="externalId")
+    origin: str | None
+    language: str | None
+    ctx: dict[str, Any]
+    scheduled: datetime | None
+    expiration: datetime | None
+    created_at: datetime = Field(alias="createdAt")
+    updated_at: datetime = Field(alias="updatedAt")
+    error_count: int = Field(alias="errorCount")
+    next_attempt_at: datetime | None = Field(alias="nextAttemptAt", description="Set while the event waits.")
+    last_error: str | None = Field(alias="lastError")
+    template: TemplateRef | None = Field(description="The template version the event was rendered with.")
+    messages: list[MessageOut]
+    timeline: list[TimelineEntry]
+
+
+class EventSummaryOut(_Model):
+    id: int
+    href: str
+    type: str
+    channel: str
+    status: str
+    email: str | None
+    external_id: str | None = Field(alias="externalId")
+    created_at: datetime = Field(alias="createdAt")
+    error_count: int = Field(alias="errorCount")
+
+
+class EventTypeIn(_Model):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$", examples=["order_confirmation"])
+    label: str = Field(min_length=1, max_length=200)
+    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema that ctx must match.")
+    sample: dict[str, Any] | None = Field(None, description="Sample ctx, for previews and tests.")
+
+
+class EventTypeOut(_Model):
+    name: str
+    label: str
+    json_schema: dict[str, Any] | None = Field(alias="schema")
+    sample: dict[str, Any] | None
+    created_at: datetime = Field(alias="createdAt")

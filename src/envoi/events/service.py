@@ -1,0 +1,240 @@
+"""Event types and ingestion: validate, dedupe, store in one transaction. Services never commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.addresses import normalize_email
+from envoi.db.base import utcnow
+from envoi.db.notify import notify_queue
+from envoi.errors import BatchRejected, Conflict, NotFound, ValidationFailed
+from envoi.events.models import Event, EventMode, EventStatus, EventType
+from envoi.events.schemas import EventIn, EventTypeIn
+
+_EVENT_LIST = TypeAdapter(list[EventIn])
+
+
+# --- event types -------------------------------------------------------------------------------------------
+
+
+def _check_schema(data: EventTypeIn) -> None:
+    if data.json_schema is not None:
+        try:
+            Draft202012Validator.check_schema(data.json_schema)
+        except SchemaError as error:
+            raise ValidationFailed(f"not a valid JSON Schema: {error.message}", field="schema") from error
+    if data.sample is not None and data.json_schema is not None:
+        problems = _ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample)
+        if problems:
+            field, message = problems[0]
+            raise ValidationFailed(f"the sample does not match the schema: {message}", field="sample" + field[3:])
+
+
+async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventType:
+    _check_schema(data)
+    if await session.scalar(select(EventType.id).where(EventType.name == data.name)) is not None:
+        raise Conflict(f"event type '{data.name}' already exists", field="name")
+    event_type = EventType(name=data.name, label=data.label, json_schema=data.json_schema, sample=data.sample)
+    session.add(event_type)
+    await session.flush()
+    return event_type
+
+
+async def update_event_type(session: AsyncSession, name: str, data: EventTypeIn) -> EventType:
+    event_type = await get_event_type(session, name)
+    if data.name != name:
+        raise ValidationFailed("an event type's name cannot change", field="name")
+    _check_schema(data)
+    event_type.label = data.label
+    event_type.json_schema = data.json_schema
+    event_type.sample = data.sample
+    return event_type
+
+
+async def get_event_type(session: AsyncSession, name: str) -> EventType:
+    event_type = await session.scalar(select(EventType).where(EventType.name == name))
+    if event_type is None:
+        raise NotFound(f"event type '{name}' does not exist")
+    return event_type
+
+
+async def list_event_types(session: AsyncSession) -> list[EventType]:
+    return list((await session.scalars(select(EventType).order_by(EventType.name))).all())
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _ctx_errors(schema_json: str, ctx: dict[str, Any]) -> list[tuple[str, str]]:
+    errors = sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: list(e.absolute_path))
+    return [(".".join(["ctx", *(str(p) for p in e.absolute_path)]), e.message) for e in errors]
+
+
+def _pydantic_errors(error: ValidationError) -> list[tuple[str, str]]:
+    return [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in error.errors()]
+
+
+@dataclass(slots=True)
+class _Checked:
+    row: dict[str, Any]
+    errors: list[tuple[str, str]]
+
+
+def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
+    errors: list[tuple[str, str]] = []
+    if event.type not in schemas:
+        errors.append(("type", f"event type '{event.type}' does not exist"))
+    elif (schema := schemas[event.type]) is not None:
+        errors.extend(_ctx_errors(schema, event.ctx))
+    channel = str(event.wished_channel or "email")
+    email = None
+    if event.email:
+        try:
+            email = normalize_email(event.email)
+        except ValueError as error:
+            errors.append(("email", f"not a valid email address: {error}"))
+    if channel == "email" and not event.email:
+        errors.append(("email", "an email address is required for the email channel"))
+    if channel == "sms" and not event.mobile_phone:
+        errors.append(("mobilePhone", "a mobile phone number is required for the sms channel"))
+    now = utcnow()
+    scheduled = event.scheduled
+    row = {
+        "type": event.type,
+        "mode": EventMode.BATCH if event.mode == "batch" else EventMode.REALTIME,
+        "channel": channel,
+        "status": EventStatus.PENDING,
+        "email": email,
+        "mobile_phone": event.mobile_phone,
+        "external_id": event.external_id,
+        "origin": event.origin,
+        "language": event.language,
+        "ctx": event.ctx,
+        "scheduled_at": scheduled,
+        "expires_at": event.expiration,
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": scheduled if scheduled and scheduled > now else now,
+        "error_count": 0,
+    }
+    return _Checked(row, errors)
+
+
+async def _schemas_of(session: AsyncSession, names: set[str]) -> dict[str, str | None]:
+    rows = await session.execute(select(EventType.name, EventType.json_schema).where(EventType.name.in_(names)))
+    return {name: (json.dumps(schema, sort_keys=True) if schema else None) for name, schema in rows}
+
+
+def request_hash(event: EventIn) -> str:
+    canonical = event.model_dump_json(by_alias=True, exclude_unset=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- ingestion ---------------------------------------------------------------------------------------------
+
+
+async def ingest_event(
+    session: AsyncSession, event: EventIn, *, api_key_id: int | None, idempotency_key: str | None = None
+) -> tuple[int, bool]:
+    """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
+    checked = _check_event(event, await _schemas_of(session, {event.type}))
+    if checked.errors:
+        field, message = checked.errors[0]
+        raise ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)})
+    row = checked.row | {"api_key_id": api_key_id}
+    if idempotency_key is not None:
+        digest = request_hash(event)
+        existing = await _find_idempotent(session, api_key_id, idempotency_key, digest)
+        if existing is not None:
+            return existing, False
+        row |= {"idempotency_key": idempotency_key, "request_hash": digest}
+        try:
+            async with session.begin_nested():
+                event_id = await _insert_rows(session, [row])
+        except IntegrityError:
+            # Another request with the same key won the race: answer as if we were the second.
+            existing = await _find_idempotent(session, api_key_id, idempotency_key, digest)
+            if existing is None:
+                raise
+            return existing, False
+    else:
+        event_id = await _insert_rows(session, [row])
+    await notify_queue(session)
+    return event_id[0], True
+
+
+async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: int | None) -> list[int]:
+    """Store every event or none; a rejected batch lists each bad item's errors by index."""
+    try:
+        events: list[EventIn | None] = list(_EVENT_LIST.validate_python(items))
+        parse_errors: dict[int, list[tuple[str, str]]] = {}
+    except ValidationError:
+        events, parse_errors = _validate_each(items)
+    schemas = await _schemas_of(session, {e.type for e in events if e is not None})
+    problems = dict(parse_errors)
+    rows: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if event is None:
+            continue
+        checked = _check_event(event, schemas)
+        if checked.errors:
+            problems[index] = checked.errors
+        rows.append(checked.row | {"api_key_id": api_key_id})
+    if problems:
+        raise BatchRejected(
+            f"{len(problems)} of {len(items)} events are invalid; none was stored",
+            details={"items": [{"index": i, "errors": _as_dicts(problems[i])} for i in sorted(problems)]},
+        )
+    ids = await _insert_rows(session, rows)
+    await notify_queue(session)
+    return ids
+
+
+def _validate_each(items: list[Any]) -> tuple[list[EventIn | None], dict[int, list[tuple[str, str]]]]:
+    events: list[EventIn | None] = []
+    errors: dict[int, list[tuple[str, str]]] = {}
+    for index, item in enumerate(items):
+        try:
+            events.append(EventIn.model_validate(item))
+        except ValidationError as error:
+            events.append(None)
+            errors[index] = _pydantic_errors(error)
+    return events, errors
+
+
+def _as_dicts(errors: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"field": field, "message": message} for field, message in errors]
+
+
+async def _insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    result = await session.scalars(insert(Event).returning(Event.id, sort_by_parameter_order=True), rows)
+    return list(result.all())
+
+
+async def _find_idempotent(session: AsyncSession, api_key_id: int | None, key: str, digest: str) -> int | None:
+    row = (
+        await session.execute(
+            select(Event.id, Event.request_hash).where(Event.api_key_id == api_key_id, Event.idempotency_key == key)
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise Conflict("this Idempotency-Key was already used with a different request body", field="Idempotency-Key")
+    return int(row.id)

@@ -1,0 +1,1 @@
+"""Logs (structlog), and later metrics and health."""

@@ -1,0 +1,55 @@
+"""What a running process shares: settings, the database, the channels and the worker's doorbell."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from envoi.channels.base import EmailChannel
+from envoi.channels.outbox import OutboxChannel
+from envoi.channels.smtp import SmtpChannel, SmtpSettings
+from envoi.db.engine import create_engine, create_sessionmaker
+from envoi.db.notify import Wakeup
+from envoi.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    channels: dict[str, EmailChannel]
+    wakeup: Wakeup = field(default_factory=Wakeup)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        return cls(settings, engine, sessionmaker, {"email": email_channel(settings, sessionmaker)})
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """The unit of work of a request or a command: commits on success, rolls back on any error."""
+        async with self.sessionmaker.begin() as session:
+            yield session
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+        await self.engine.dispose()
+
+
+def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> EmailChannel:
+    if settings.smtp_url is None:
+        return OutboxChannel(sessionmaker)
+    return SmtpChannel(
+        SmtpSettings.from_url(
+            settings.smtp_url.get_secret_value(),
+            ca_file=settings.smtp_ca_file,
+            timeout=settings.smtp_timeout,
+            connections=settings.smtp_connections,
+        )
+    )

@@ -1,0 +1,63 @@
+"""One Settings object for the whole process, read from ``ENVOI_*`` variables and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENVOI_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path(".envoi"), description="Where the embedded database and the demo API key live.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL; sqlite:///file or postgresql://user@host/db. Default: SQLite in data_dir.",
+    )
+    database_pool_size: int = Field(10, ge=1)
+
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://user:pass@host:port, smtps://..., ?starttls=true. Unset: emails go to the outbox.",
+    )
+    smtp_ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the SMTP server's TLS.")
+    smtp_connections: int = Field(4, ge=1, le=64, description="Concurrent SMTP connections per worker.")
+    smtp_timeout: float = Field(30.0, gt=0)
+    message_id_domain: str = Field("envoi.localhost", description="Right-hand side of Message-ID headers.")
+
+    worker_batch_size: int = Field(200, ge=1, le=10_000)
+    worker_concurrency: int = Field(2, ge=1, le=32, description="Batches in flight per worker process.")
+    worker_lease_seconds: float = Field(120.0, gt=0, description="After this, a claimed batch is taken over.")
+    worker_poll_seconds: float = Field(0.5, gt=0, description="Idle poll interval when nothing wakes us.")
+
+    retry_max_attempts: int = Field(6, ge=1, description="Sending attempts before an event is too_old.")
+    retry_base_delay: float = Field(30.0, ge=0, description="First retry delay in seconds; doubles each time.")
+    retry_max_delay: float = Field(3600.0, ge=0)
+
+    batch_max_events: int = Field(10_000, ge=1)
+    load_demo_data: bool = True
+    log_json: bool = False
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL, with the driver Envoi uses for each backend."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'envoi.db').as_posix()}"
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+psycopg://"),
+            ("postgres://", "postgresql+psycopg://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Templates: drafts, immutable published versions, pause and resume, Liquid rendering."""

@@ -1,0 +1,182 @@
+"""Pushing events over REST: what is accepted, what is refused with which error, and that refusals store nothing."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import func, select
+
+from envoi.events.models import Event
+from envoi.runtime import Runtime
+from tests.helpers import ORDER_SCHEMA, create_type, event, push
+
+
+async def count_events(runtime: Runtime) -> int:
+    async with runtime.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+async def test_push_event_is_stored_pending_with_every_field(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    response = await api.post(
+        "/api/v1/events",
+        json={
+            "type": "order_confirmation",
+            "email": "Ada@Example.com",
+            "mobilePhone": "+33600000000",
+            "ctx": {"orderId": "A-1", "items": [{"name": "pen"}]},
+            "externalId": "cust-42",
+            "origin": "shop",
+            "language": "fr",
+            "expiration": "2099-01-01T00:00:00Z",
+        },
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["href"] == f"/api/v1/events/{body['id']}"
+    assert response.headers["location"] == body["href"]
+    stored = await event(api, body["id"])
+    assert stored["status"] == "pending"
+    assert stored["email"] == "Ada@example.com"  # domain normalized, local part kept
+    assert stored["ctx"] == {"orderId": "A-1", "items": [{"name": "pen"}]}
+    assert stored["externalId"] == "cust-42"
+    assert stored["channel"] == "email"
+    assert stored["mode"] == "realtime"
+    assert stored["expiration"].startswith("2099-01-01")
+    assert [t["status"] for t in stored["timeline"]] == ["received"]
+
+
+async def test_unknown_event_type_is_422_naming_it_and_stores_nothing(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    response = await api.post("/api/v1/events", json={"type": "nope", "email": "a@example.com"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "type"
+    assert "nope" in error["message"]
+    assert await count_events(runtime) == 0
+
+
+async def test_invalid_email_is_422_naming_the_field(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    response = await api.post("/api/v1/events", json={"type": "order_confirmation", "email": "not-an-address"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "email"
+    assert await count_events(runtime) == 0
+
+
+async def test_email_channel_needs_an_email(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    response = await api.post("/api/v1/events", json={"type": "order_confirmation", "ctx": {}})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "email"
+
+
+async def test_ctx_is_checked_against_the_event_type_schema(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api, schema=ORDER_SCHEMA)
+    response = await api.post(
+        "/api/v1/events", json={"type": "order_confirmation", "email": "a@example.com", "ctx": {"orderId": 5}}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "ctx.orderId"
+    assert "string" in error["message"]
+    assert await count_events(runtime) == 0
+
+
+async def test_unknown_field_and_bad_channel_are_refused(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    typo = await api.post("/api/v1/events", json={"type": "order_confirmation", "emial": "a@example.com"})
+    assert typo.status_code == 422
+    assert typo.json()["error"]["field"] == "emial"
+    channel = await api.post(
+        "/api/v1/events", json={"type": "order_confirmation", "email": "a@example.com", "wishedChannel": 7}
+    )
+    assert channel.status_code == 422
+    assert channel.json()["error"]["field"] == "wishedChannel"
+
+
+async def test_same_idempotency_key_and_body_returns_the_first_event(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    body = {"type": "order_confirmation", "email": "a@example.com", "ctx": {"orderId": "A-1"}}
+    first = await api.post("/api/v1/events", json=body, headers={"Idempotency-Key": "order-A-1"})
+    again = await api.post("/api/v1/events", json=body, headers={"Idempotency-Key": "order-A-1"})
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await count_events(runtime) == 1
+
+
+async def test_same_idempotency_key_with_another_body_is_409(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    body = {"type": "order_confirmation", "email": "a@example.com", "ctx": {"orderId": "A-1"}}
+    await api.post("/api/v1/events", json=body, headers={"Idempotency-Key": "k"})
+    other = await api.post("/api/v1/events", json=body | {"ctx": {"orderId": "B-2"}}, headers={"Idempotency-Key": "k"})
+    assert other.status_code == 409
+    assert other.json()["error"]["field"] == "Idempotency-Key"
+    assert await count_events(runtime) == 1
+
+
+async def test_batch_is_stored_whole_and_returns_ids_in_order(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    events = [{"type": "order_confirmation", "email": f"u{i}@example.com", "ctx": {"n": i}} for i in range(250)]
+    response = await api.post("/api/v1/events/batch", json={"events": events})
+    assert response.status_code == 202, response.text
+    ids = response.json()["ids"]
+    assert len(ids) == 250 and ids == sorted(ids)
+    assert (await event(api, ids[17]))["ctx"] == {"n": 17}
+    assert await count_events(runtime) == 250
+
+
+async def test_batch_with_bad_items_lists_each_by_index_and_stores_nothing(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await create_type(api)
+    good = {"type": "order_confirmation", "email": "a@example.com"}
+    events = [good, {"type": "order_confirmation", "email": "broken"}, good, {"type": "ghost", "email": "b@x.org"}]
+    response = await api.post("/api/v1/events/batch", json={"events": events})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "batch_rejected"
+    assert [(item["index"], item["errors"][0]["field"]) for item in error["items"]] == [(1, "email"), (3, "type")]
+    assert await count_events(runtime) == 0
+
+
+async def test_batch_with_a_malformed_item_reports_it(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    events = [{"type": "order_confirmation", "email": "a@example.com"}, {"email": "b@example.com", "ctx": []}]
+    response = await api.post("/api/v1/events/batch", json={"events": events})
+    assert response.status_code == 422
+    (item,) = response.json()["error"]["items"]
+    assert item["index"] == 1
+    assert {e["field"] for e in item["errors"]} == {"type", "ctx"}
+    assert await count_events(runtime) == 0
+
+
+async def test_batch_over_the_limit_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    events = [{"type": "order_confirmation", "email": "a@example.com"}] * 10_001
+    response = await api.post("/api/v1/events/batch", json={"events": events})
+    assert response.status_code == 422
+    assert "10000" in response.json()["error"]["message"]
+    assert await count_events(runtime) == 0
+
+
+async def test_no_or_wrong_api_key_is_401(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    body = {"type": "order_confirmation", "email": "a@example.com"}
+    anonymous = await api.post("/api/v1/events", json=body, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    wrong = await api.get("/api/v1/events/1", headers={"Authorization": "Bearer envoi_wrong"})
+    assert wrong.status_code == 401
+    assert await count_events(runtime) == 0
+
+
+async def test_events_can_be_searched(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    first = await push(api, email="a@example.com", externalId="c-1")
+    await push(api, email="b@example.com", externalId="c-2")
+    found = (await api.get("/api/v1/events", params={"externalId": "c-1"})).json()
+    assert [e["id"] for e in found] == [first]
+    by_status = (await api.get("/api/v1/events", params={"status": "pending"})).json()
+    assert len(by_status) == 2
+    bad = await api.get("/api/v1/events", params={"status": "lost"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
