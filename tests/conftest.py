@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from envoi.access.service import create_api_key
@@ -116,7 +117,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture
 async def smtp_runtime(settings: Settings, smtp_sink: SmtpSink) -> AsyncIterator[Runtime]:
     """A runtime whose emails go to the real SMTP sink on 127.0.0.1."""
-    runtime = Runtime.create(settings.model_copy(update={"smtp_url": smtp_sink.url}))
+    runtime = Runtime.create(settings.model_copy(update={"smtp_url": SecretStr(smtp_sink.url)}))
     yield runtime
     await runtime.aclose()
 
@@ -154,7 +155,9 @@ async def drain(runtime: Runtime, *, timeout: float = 20.0) -> None:
             continue
         async with runtime.transaction() as session:
             waiting = await session.scalar(
-                select(func.count()).select_from(Event).where(Event.status.in_((EventStatus.PENDING, EventStatus.PROCESSING)))
+                select(func.count())
+                .select_from(Event)
+                .where(Event.status.in_((EventStatus.PENDING, EventStatus.PROCESSING)))
             )
         if not waiting:
             return

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
 
 from envoi.access.service import create_api_key, is_valid_key, list_api_keys, revoke_api_key
@@ -69,19 +68,19 @@ def serve(
     url = f"http://{host}:{port}"
     database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
     email = "the built-in outbox (GET /api/v1/outbox)" if settings.smtp_url is None else "your SMTP server"
-    console.print(
-        Panel.fit(
-            f"[bold]Envoi[/] is running at [link={url}]{url}[/]   API docs: {url}/docs\n"
-            f"API key: [bold green]{api_key}[/]\n"
-            f"Database: {database}   Emails go to {email}\n"
-            f"Worker: {'on' if worker else 'off (run envoi worker)'}\n\n"
-            f"Try: curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' "
-            "-H 'Content-Type: application/json' "
-            """-d '{"type": "password_reset", "email": "ada@example.com", """
-            """"ctx": {"firstName": "Ada", "resetUrl": "https://example.com/r/1"}}'""",
-            title="Envoi",
-        )
+    example = (
+        f"curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
+        """-d '{"type": "password_reset", "email": "ada@example.com", """
+        """"ctx": {"firstName": "Ada", "resetUrl": "https://example.com/r/1"}}'"""
     )
+    for line in (
+        f"[bold]Envoi[/] is running at {url}  (API docs: {url}/docs)",
+        f"API key: [bold green]{api_key}[/]",
+        f"Database: {database}. Emails go to {email}.",
+        f"Worker: {'on' if worker else 'off (run envoi worker)'}",
+        f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
+    ):
+        console.print(line, soft_wrap=True, highlight=False)
     uvicorn.run(
         create_app(settings, run_worker=worker),
         host=host,
