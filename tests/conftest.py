@@ -122,7 +122,7 @@ async def smtp_runtime(settings: Settings, smtp_sink: SmtpSink) -> AsyncIterator
     await runtime.aclose()
 
 
-async def _client(runtime: Runtime) -> httpx.AsyncClient:
+async def make_client(runtime: Runtime) -> httpx.AsyncClient:
     async with runtime.transaction() as session:
         _key, plaintext = await create_api_key(session, "tests")
     app = create_app(runtime.settings, run_worker=False, runtime=runtime)
@@ -135,13 +135,13 @@ async def _client(runtime: Runtime) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def api(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async with await _client(runtime) as client:
+    async with await make_client(runtime) as client:
         yield client
 
 
 @pytest.fixture
 async def smtp_api(smtp_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async with await _client(smtp_runtime) as client:
+    async with await make_client(smtp_runtime) as client:
         yield client
 
 
