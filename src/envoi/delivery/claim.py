@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.events.models import Event, EventStatus
 
-CLAIMABLE = (EventStatus.PENDING, EventStatus.PROCESSING)
+# Written out, not bound: the planner must see the partial index's own predicate to use ix_events_claim.
+CLAIMABLE = text(f"events.status IN ({EventStatus.PENDING.value}, {EventStatus.PROCESSING.value})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ async def claim_batch(
     the lease end is stored in ``next_attempt_at``, so one index serves new, retried and abandoned work."""
     due = (
         select(Event.id)
-        .where(Event.status.in_(CLAIMABLE), Event.next_attempt_at <= now)
+        .where(CLAIMABLE, Event.next_attempt_at <= now)
         .order_by(Event.mode, Event.next_attempt_at)
         .limit(size)
         .with_for_update(skip_locked=True)
@@ -73,10 +74,3 @@ async def claim_batch(
     )
     rows = (await session.execute(claim)).all()
     return sorted((ClaimedEvent(*row) for row in rows), key=lambda e: e.id)
-
-
-async def next_due_at(session: AsyncSession) -> datetime | None:
-    """When the earliest waiting event becomes due (for tests and idle waits)."""
-    return await session.scalar(
-        select(Event.next_attempt_at).where(Event.status.in_(CLAIMABLE)).order_by(Event.next_attempt_at).limit(1)
-    )

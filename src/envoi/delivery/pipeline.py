@@ -15,7 +15,7 @@ A processing event whose lease ran out is claimed again by any worker.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -55,7 +55,6 @@ class Decision:
     message: EmailMessage | None = None
     outcome: Outcome | None = None
     next_attempt_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def recipient_of(event: ClaimedEvent) -> str | None:
@@ -112,7 +111,7 @@ class DeliveryPipeline:
 
     def _render(self, decision: Decision) -> None:
         event, route = decision.event, decision.route
-        assert route is not None and route.content is not None and route.version_id is not None
+        assert route is not None
         compiled = self._compiled.get(route.version_id)
         if compiled is None:
             if len(self._compiled) > 1024:

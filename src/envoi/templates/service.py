@@ -185,9 +185,9 @@ async def _release_paused_events(session: AsyncSession, template_id: int, reason
 class LiveRoute:
     template_id: int
     state: str
-    version_id: int | None
-    version_number: int | None
-    content: dict[str, Any] | None
+    version_id: int
+    version_number: int
+    content: dict[str, Any]
 
 
 async def find_live_routes(session: AsyncSession, routes: set[tuple[str, str]]) -> dict[tuple[str, str], LiveRoute]:
