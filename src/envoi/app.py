@@ -91,6 +91,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
         for item in error.errors():
+            if item.get("type") == "json_invalid":
+                problems.append({"field": "body", "message": f"the body is not valid JSON ({item.get('msg')})"})
+                continue
             loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
             problems.append({"field": ".".join(loc) or "body", "message": item.get("msg", "invalid")})
         first = problems[0] if problems else {"field": "body", "message": "invalid request"}

@@ -180,3 +180,18 @@ async def test_events_can_be_searched(api: httpx.AsyncClient) -> None:
     assert len(by_status) == 2
     bad = await api.get("/api/v1/events", params={"status": "lost"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
+
+
+async def test_missing_required_ctx_field_is_named(api: httpx.AsyncClient) -> None:
+    await create_type(api, schema=ORDER_SCHEMA)
+    response = await api.post("/api/v1/events", json={"type": "order_confirmation", "email": "a@example.com"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "ctx.orderId"
+
+
+async def test_body_that_is_not_json_is_422(api: httpx.AsyncClient) -> None:
+    response = await api.post("/api/v1/events", content=b"not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"
+    batch = await api.post("/api/v1/events/batch", content=b"{", headers={"Content-Type": "application/json"})
+    assert batch.status_code == 422 and batch.json()["error"]["field"] == "body"

@@ -82,8 +82,15 @@ def _validator(schema_json: str) -> Draft202012Validator:
 
 
 def _ctx_errors(schema_json: str, ctx: dict[str, Any]) -> list[tuple[str, str]]:
-    errors = sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: list(e.absolute_path))
-    return [(".".join(["ctx", *(str(p) for p in e.absolute_path)]), e.message) for e in errors]
+    problems = []
+    for error in sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = ["ctx", *(str(p) for p in error.absolute_path)]
+        if error.validator == "required" and isinstance(error.instance, dict):
+            # Name the missing field itself, not its parent object.
+            missing = [name for name in error.validator_value if name not in error.instance]
+            path += missing[:1]
+        problems.append((".".join(path), error.message))
+    return problems
 
 
 def _pydantic_errors(error: ValidationError) -> list[tuple[str, str]]:
