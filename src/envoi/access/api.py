@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from envoi.access.service import authenticate, hash_key
 from envoi.errors import Unauthorized
@@ -19,13 +20,16 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-async def require_api_key(request: Request) -> int:
+_bearer = HTTPBearer(auto_error=False, description="An API key from `envoi apikey create`.")
+
+
+async def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> int:
     """The calling key's id; 401 without a valid key."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
-    token = token.strip()
+    token = credentials.credentials.strip()
     cache: dict[str, tuple[int, float]] = request.app.state.key_cache
     digest = hash_key(token)
     hit = cache.get(digest)
