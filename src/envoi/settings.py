@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(120.0, gt=0, description="After this, a claimed batch is taken over.")
     worker_poll_seconds: float = Field(0.5, gt=0, description="Idle poll interval when nothing wakes us.")
 
-    retry_max_attempts: int = Field(6, ge=1, description="Sending attempts before an event is too_old.")
+    retry_max_attempts: int = Field(
+        12, ge=1, description="Sending attempts before an event is too_old (12: about 7 hours of retrying)."
+    )
     retry_base_delay: float = Field(30.0, ge=0, description="First retry delay in seconds; doubles each time.")
     retry_max_delay: float = Field(3600.0, ge=0)
 

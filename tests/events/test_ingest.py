@@ -195,3 +195,44 @@ async def test_body_that_is_not_json_is_422(api: httpx.AsyncClient) -> None:
     assert response.json()["error"]["field"] == "body"
     batch = await api.post("/api/v1/events/batch", content=b"{", headers={"Content-Type": "application/json"})
     assert batch.status_code == 422 and batch.json()["error"]["field"] == "body"
+
+
+async def test_values_no_database_can_store_are_422_and_store_nothing(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    head = b'{"type": "order_confirmation", "email": "a@example.com", '
+    for body, field in (
+        (head + b'"ctx": {"total": NaN}}', "ctx.total"),
+        (head + b'"ctx": {"total": 1e999}}', "ctx.total"),
+        (head + b'"ctx": {"note": "a\\u0000b"}}', "ctx.note"),
+        (head + b'"ctx": {"note": "\\ud800"}}', "ctx.note"),
+        (head + b'"externalId": "x\\u0000"}', "externalId"),
+        (head + b'"scheduled": "9999-12-31T23:59:59-14:00"}', "scheduled"),
+    ):
+        response = await api.post("/api/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, body
+        assert response.json()["error"]["field"] == field, body
+    batch = b'{"events": [' + head + b'"ctx": {"n": NaN}}]}'
+    response = await api.post("/api/v1/events/batch", content=batch, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["items"][0]["errors"][0]["field"] == "ctx.n"
+    assert await count_events(runtime) == 0
+
+
+async def test_out_of_range_ids_and_odd_queries_are_4xx(api: httpx.AsyncClient) -> None:
+    assert (await api.get(f"/api/v1/events/{2**63}")).status_code == 422
+    assert (await api.get("/api/v1/events", params={"before": 2**70})).status_code == 422
+    assert (await api.get("/api/v1/events", params={"email": "\x00"})).status_code == 422
+    missing = await api.get("/api/v1/nowhere")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    deep = b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await api.post("/api/v1/events/batch", content=deep, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+async def test_schemas_with_remote_refs_are_refused(api: httpx.AsyncClient) -> None:
+    remote = {"name": "r", "label": "r", "schema": {"$ref": "https://example.com/schema.json"}}
+    response = await api.post("/api/v1/event-types", json=remote)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "schema"
+    dangling = {"name": "d", "label": "d", "schema": {"$ref": "#/$defs/missing"}}
+    response = await api.post("/api/v1/event-types", json=dangling)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "schema"

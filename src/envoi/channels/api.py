@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -50,7 +51,7 @@ async def list_outbox(
     runtime: RuntimeDep,
     _key: ApiKeyId,
     to: str | None = None,
-    before: int | None = Query(None, description="Only ids below this (the next page)"),
+    before: int | None = Query(None, ge=1, le=2**63 - 1, description="Only ids below this (the next page)"),
     limit: int = Query(50, ge=1, le=500),
 ) -> list[OutboxOut]:
     """Captured messages, newest first."""
@@ -64,7 +65,9 @@ async def list_outbox(
 
 
 @router.get("/{message_id}", response_model=OutboxOut)
-async def read_outbox_message(message_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> OutboxOut:
+async def read_outbox_message(
+    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, _key: ApiKeyId
+) -> OutboxOut:
     async with runtime.transaction() as session:
         row = await session.get(OutboxMessage, message_id)
     if row is None:

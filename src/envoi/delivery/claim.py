@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import case, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.events.models import Event, EventStatus
@@ -29,6 +29,7 @@ class ClaimedEvent:
     ctx: dict[str, Any]
     expires_at: datetime | None
     error_count: int
+    last_error: str | None
     created_at: datetime
 
 
@@ -44,6 +45,7 @@ _COLUMNS = (
     Event.ctx,
     Event.expires_at,
     Event.error_count,
+    Event.last_error,
     Event.created_at,
 )
 
@@ -65,6 +67,13 @@ async def claim_batch(
         .where(Event.id.in_(due.scalar_subquery()))
         .values(
             status=EventStatus.PROCESSING,
+            # A lease that ran out means a worker died or failed on this batch: it counts as an attempt,
+            # so a batch that crashes every worker ends too_old instead of being retried for ever.
+            error_count=Event.error_count + case((Event.status == EventStatus.PROCESSING, 1), else_=0),
+            last_error=case(
+                (Event.status == EventStatus.PROCESSING, "the worker handling it stopped before recording"),
+                else_=Event.last_error,
+            ),
             lease_owner=owner,
             next_attempt_at=now + timedelta(seconds=lease_seconds),
             updated_at=now,

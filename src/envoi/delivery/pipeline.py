@@ -30,7 +30,7 @@ from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.retry import retry_delay
 from envoi.events.models import Event, EventStatus, EventStatusChange
 from envoi.settings import Settings
-from envoi.templates.models import TemplateState
+from envoi.templates.models import Template, TemplateState
 from envoi.templates.rendering import CompiledEmail, RenderError, compile_email
 from envoi.templates.service import LiveRoute, find_live_routes
 
@@ -88,7 +88,10 @@ class DeliveryPipeline:
             decision = Decision(event)
             route = context.routes.get((event.type, event.channel))
             address = recipient_of(event)
-            if event.expires_at is not None and event.expires_at <= now:
+            if event.error_count >= self.settings.retry_max_attempts:
+                decision.status = EventStatus.TOO_OLD
+                decision.reason = f"gave up after {event.error_count} attempts: {event.last_error}"
+            elif event.expires_at is not None and event.expires_at <= now:
                 decision.status, decision.reason = (
                     EventStatus.TOO_OLD,
                     f"expired at {event.expires_at.isoformat()}",
@@ -120,7 +123,7 @@ class DeliveryPipeline:
         context = {"ctx": event.ctx, "event": _event_variables(event)}
         try:
             rendered = compiled.render(context)
-        except RenderError as error:
+        except RenderError as error:  # one event's bad data must never hold up the rest of the batch
             decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"template error: {error}"
             return
         decision.message = EmailMessage(
@@ -184,17 +187,21 @@ class DeliveryPipeline:
         decisions: list[Decision],
         context: BatchContext,
         now: datetime,
-    ) -> None:
-        """Every status, message and quarantine entry of the batch, in the caller's one transaction."""
+    ) -> int:
+        """Every status, message and quarantine entry of the batch, in the caller's one transaction.
+        Only events whose lease we still hold are recorded; returns how many that was."""
+        owned = await _release_lease(session, owner, [d.event.id for d in decisions])
+        decisions = [d for d in decisions if d.event.id in owned]
+        if not decisions:
+            return 0
+        await _recheck_paused(session, decisions, now)
         event_rows, timeline, new_messages, quarantine = [], [], [], []
         for d in decisions:
             e = d.event
-            retrying = d.status == EventStatus.PENDING
             failed_send = d.outcome is not None and not isinstance(d.outcome, Sent)
             event_rows.append(
                 {
                     "_id": e.id,
-                    "_owner": owner,
                     "status": d.status,
                     "updated_at": now,
                     "next_attempt_at": d.next_attempt_at or now,
@@ -202,35 +209,32 @@ class DeliveryPipeline:
                     "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
                     "template_id": d.route.template_id if d.route else None,
                     "template_version_id": d.route.version_id if d.route and d.message else None,
-                    "lease_owner": None,
                 }
             )
             timeline.append({"event_id": e.id, "status": d.status, "at": now, "reason": d.reason})
             if isinstance(d.outcome, InvalidAddress) and d.message is not None:
                 quarantine.append((e.channel, d.message.to, d.outcome.reason))
-            if d.outcome is None or d.message is None:
-                continue
-            message = self._message_row(d, now, retrying)
             existing = context.existing_messages.get(e.id)
-            if existing is None:
-                new_messages.append(message)
+            if d.outcome is not None and d.message is not None:
+                message = self._message_row(d, now, retrying=d.status == EventStatus.PENDING)
+                if existing is None:
+                    new_messages.append(message)
+                    continue
+                changes = {k: v for k, v in message.items() if k not in ("created_at", "attempts")}
+                changes["attempts"] = Message.attempts + 1
+            elif existing is not None and d.status not in (EventStatus.PENDING, EventStatus.PAUSED):
+                # The earlier attempt's message will not be retried any more.
+                changes = {"status": MessageStatus.FAILED, "error": d.reason, "updated_at": now}
             else:
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == existing)
-                    .values(
-                        {k: v for k, v in message.items() if k not in ("created_at", "attempts")}
-                        | {"attempts": Message.attempts + 1}
-                    )
-                )
+                continue
+            await session.execute(update(Message).where(Message.id == existing).values(changes))
         table = cast(Table, Event.__table__)
-        # Only while we still hold the lease: a batch taken over by another worker is theirs to record.
-        owned = (table.c.id == bindparam("_id")) & (table.c.lease_owner == bindparam("_owner"))
-        await session.execute(update(table).where(owned), event_rows)
+        await session.execute(update(table).where(table.c.id == bindparam("_id")), event_rows)
         await session.execute(insert(EventStatusChange), timeline)
         if new_messages:
             await session.execute(insert(Message), new_messages)
         await add_to_quarantine(session, quarantine)
+        return len(decisions)
 
     @staticmethod
     def _message_row(d: Decision, now: datetime, retrying: bool) -> dict[str, Any]:
@@ -251,6 +255,36 @@ class DeliveryPipeline:
             "updated_at": now,
             "sent_at": now if sent else None,
         }
+
+
+async def _release_lease(session: AsyncSession, owner: str, event_ids: list[int]) -> set[int]:
+    """End our lease on the events still ours; a batch taken over by another worker is theirs to record."""
+    released = await session.execute(
+        update(Event)
+        .where(Event.id.in_(event_ids), Event.lease_owner == owner, Event.status == EventStatus.PROCESSING)
+        .values(lease_owner=None)
+        .returning(Event.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(released.scalars())
+
+
+async def _recheck_paused(session: AsyncSession, decisions: list[Decision], now: datetime) -> None:
+    """A template resumed while the batch was being sent must not leave its events paused for ever."""
+    paused = {d.route.template_id for d in decisions if d.status == EventStatus.PAUSED and d.route}
+    if not paused:
+        return
+    states = dict(
+        (
+            await session.execute(
+                select(Template.id, Template.state).where(Template.id.in_(paused)).with_for_update(read=True)
+            )
+        ).all()
+    )
+    for d in decisions:
+        if d.status == EventStatus.PAUSED and d.route and states.get(d.route.template_id) != TemplateState.PAUSED:
+            d.status, d.next_attempt_at = EventStatus.PENDING, now
+            d.reason = "its template was resumed while the batch was in flight"
 
 
 def _event_variables(event: ClaimedEvent) -> dict[str, Any]:

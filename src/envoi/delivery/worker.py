@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -39,10 +40,11 @@ class Worker:
         """Claim, send and record one batch; returns how many events it handled (0: nothing due)."""
         settings = self.settings
         now = utcnow()
+        owner = uuid.uuid4().hex  # one lease per claim: not even this process's other loops may record it
         async with self.sessionmaker.begin() as session:
             events = await claim_batch(
                 session,
-                owner=self.name,
+                owner=owner,
                 size=settings.worker_batch_size,
                 lease_seconds=settings.worker_lease_seconds,
                 now=now,
@@ -55,7 +57,9 @@ class Worker:
         done = utcnow()
         self.pipeline.settle(decisions, done)
         async with self.sessionmaker.begin() as session:
-            await self.pipeline.record(session, self.name, decisions, context, done)
+            recorded = await self.pipeline.record(session, owner, decisions, context, done)
+        if recorded < len(decisions):
+            log.warning("delivery.lease_lost", worker=self.name, events=len(decisions) - recorded)
         log_batch(decisions, self.name)
         return len(events)
 
@@ -78,7 +82,8 @@ class Worker:
                 # The database went away or a bug: the lease returns the batch to the queue; back off and go on.
                 failures += 1
                 log.exception("worker.batch_failed", worker=self.name, consecutive=failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(30.0, 0.5 * 2**failures))
                 continue
             if handled == 0:
                 await self.wakeup.wait(self.settings.worker_poll_seconds)

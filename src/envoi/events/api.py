@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from envoi.access.api import ApiKeyId, RuntimeDep
 from envoi.errors import ValidationFailed
@@ -25,6 +25,8 @@ from envoi.events.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+MAX_ID = 2**63 - 1
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _type_out(event_type: EventType) -> EventTypeOut:
@@ -111,7 +113,7 @@ async def push_events(request: Request, runtime: RuntimeDep, key_id: ApiKeyId) -
 def _batch_items(body: bytes, limit: int) -> list[Any]:
     try:
         payload = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise ValidationFailed(f"the body is not valid JSON: {error}", field="body") from error
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise ValidationFailed("expected an object with a list 'events'", field="events")
@@ -126,7 +128,7 @@ def _batch_items(body: bytes, limit: int) -> list[Any]:
 
 
 @router.get("/events/{event_id}", response_model=EventOut)
-async def read_event(event_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> EventOut:
+async def read_event(event_id: EventId, runtime: RuntimeDep, _key: ApiKeyId) -> EventOut:
     """An event with its status, the template version used, its messages and its timeline."""
     async with runtime.transaction() as session:
         return await get_event(session, event_id)
@@ -141,9 +143,12 @@ async def search_events(
     email: Annotated[str | None, Query()] = None,
     external_id: Annotated[str | None, Query(alias="externalId")] = None,
     since: Annotated[datetime | None, Query()] = None,
-    before: Annotated[int | None, Query(description="Only ids below this (the next page)")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only ids below this (the next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventSummaryOut]:
+    for name, value in (("type", type), ("email", email), ("externalId", external_id)):
+        if value and (problem := service.text_problem(value, name)):
+            raise ValidationFailed(problem[1], field=problem[0])
     wanted = None
     if status is not None:
         try:

@@ -19,7 +19,10 @@ def _utc(value: datetime | None) -> datetime | None:
     # Adobe clients often send local-less timestamps: they are read as UTC.
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date out of range") from None
 
 
 class EventIn(_Model):

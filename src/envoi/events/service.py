@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -28,12 +29,32 @@ _EVENT_LIST = TypeAdapter(list[EventIn])
 # --- event types -------------------------------------------------------------------------------------------
 
 
+def _remote_ref(schema: Any) -> str | None:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return ref
+        return next((r for value in schema.values() if (r := _remote_ref(value))), None)
+    if isinstance(schema, list):
+        return next((r for value in schema if (r := _remote_ref(value))), None)
+    return None
+
+
 def _check_schema(data: EventTypeIn) -> None:
     if data.json_schema is not None:
         try:
             Draft202012Validator.check_schema(data.json_schema)
         except SchemaError as error:
             raise ValidationFailed(f"not a valid JSON Schema: {error.message}", field="schema") from error
+        if ref := _remote_ref(data.json_schema):
+            raise ValidationFailed(f"only local $ref (#/...) are allowed, not '{ref}'", field="schema")
+        if problem := text_problem(data.json_schema, "schema"):
+            raise ValidationFailed(problem[1], field=problem[0])
+        probe = _ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample or {})
+        if probe and probe[0][1].startswith("the event type's schema cannot be applied"):
+            raise ValidationFailed(probe[0][1].replace("the event type's schema", "this schema"), field="schema")
+    if data.sample is not None and (problem := text_problem(data.sample, "sample")):
+        raise ValidationFailed(problem[1], field=problem[0])
     if data.sample is not None and data.json_schema is not None:
         problems = _ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample)
         if problems:
@@ -83,7 +104,11 @@ def _validator(schema_json: str) -> Draft202012Validator:
 
 def _ctx_errors(schema_json: str, ctx: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
-    for error in sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: [str(p) for p in e.absolute_path]):
+    try:
+        found = sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: [str(p) for p in e.absolute_path])
+    except Exception as failure:  # an unresolvable $ref, say: the schema's fault, reported, never a 500
+        return [("ctx", f"the event type's schema cannot be applied: {type(failure).__name__}: {failure}")]
+    for error in found:
         path = ["ctx", *(str(p) for p in error.absolute_path)]
         if error.validator == "required" and isinstance(error.instance, dict):
             # Name the missing field itself, not its parent object.
@@ -103,8 +128,43 @@ class _Checked:
     errors: list[tuple[str, str]]
 
 
+def text_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """The first value no database can store faithfully: NUL, a lone surrogate, NaN or infinity."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path, "text must not contain NUL characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, "text must be valid Unicode (a lone surrogate was found)"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path, "numbers must be finite (NaN and Infinity are not JSON)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if problem := text_problem(key, path) or text_problem(item, f"{path}.{key}"):
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if problem := text_problem(item, f"{path}.{index}"):
+                return problem
+    return None
+
+
 def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
     errors: list[tuple[str, str]] = []
+    for field, value in (
+        ("type", event.type),
+        ("email", event.email),
+        ("mobilePhone", event.mobile_phone),
+        ("externalId", event.external_id),
+        ("origin", event.origin),
+        ("language", event.language),
+        ("ctx", event.ctx),
+    ):
+        if problem := text_problem(value, field):
+            errors.append(problem)
+    if errors:
+        return _Checked({}, errors)
     if event.type not in schemas:
         errors.append(("type", f"event type '{event.type}' does not exist"))
     elif (schema := schemas[event.type]) is not None:
@@ -149,7 +209,8 @@ async def _schemas_of(session: AsyncSession, names: set[str]) -> dict[str, str |
 
 
 def request_hash(event: EventIn) -> str:
-    canonical = event.model_dump_json(by_alias=True, exclude_unset=True)
+    # Defaults included: the same request with or without "ctx": {} is the same request.
+    canonical = event.model_dump_json(by_alias=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

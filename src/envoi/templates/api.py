@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access.api import ApiKeyId, RuntimeDep
@@ -19,6 +21,8 @@ from envoi.templates.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
+TemplateId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _template_out(template: Template, versions: list[TemplateVersion]) -> TemplateOut:
@@ -59,7 +63,7 @@ async def list_templates(
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
-async def get_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
+async def get_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
     async with runtime.transaction() as session:
         template = await service.get_template(session, template_id)
         versions = await service.list_versions(session, [template_id])
@@ -67,7 +71,9 @@ async def get_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) ->
 
 
 @router.put("/{template_id}", response_model=TemplateOut)
-async def update_template(template_id: int, data: TemplateIn, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
+async def update_template(
+    template_id: TemplateId, data: TemplateIn, runtime: RuntimeDep, _key: ApiKeyId
+) -> TemplateOut:
     """Replace the draft. The live version does not change until the next publish."""
     async with runtime.transaction() as session:
         template = await service.update_template(session, template_id, data)
@@ -76,7 +82,9 @@ async def update_template(template_id: int, data: TemplateIn, runtime: RuntimeDe
 
 
 @router.get("/{template_id}/versions/{number}", response_model=VersionDetailOut)
-async def get_version(template_id: int, number: int, runtime: RuntimeDep, _key: ApiKeyId) -> VersionDetailOut:
+async def get_version(
+    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, _key: ApiKeyId
+) -> VersionDetailOut:
     async with runtime.transaction() as session:
         version = await service.get_version(session, template_id, number)
     return VersionDetailOut(
@@ -88,7 +96,7 @@ async def get_version(template_id: int, number: int, runtime: RuntimeDep, _key: 
 
 
 @router.post("/{template_id}/publish", response_model=PublishOut)
-async def publish_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> PublishOut:
+async def publish_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> PublishOut:
     """Freeze the draft as a new numbered version and make it the one new events are rendered with."""
     async with runtime.transaction() as session:
         version = await service.publish_template(session, template_id)
@@ -96,7 +104,7 @@ async def publish_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId
 
 
 @router.post("/{template_id}/unpublish", response_model=StateOut)
-async def unpublish_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def unpublish_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
     """Events of its type and channel fail routing from now on; its paused events are released to fail too."""
     async with runtime.transaction() as session:
         template, released = await service.unpublish_template(session, template_id)
@@ -105,7 +113,7 @@ async def unpublish_template(template_id: int, runtime: RuntimeDep, _key: ApiKey
 
 
 @router.post("/{template_id}/pause", response_model=StateOut)
-async def pause_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def pause_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
     """New and pending events of this template wait with status paused until it is resumed."""
     async with runtime.transaction() as session:
         template = await service.pause_template(session, template_id)
@@ -114,7 +122,7 @@ async def pause_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) 
 
 
 @router.post("/{template_id}/resume", response_model=StateOut)
-async def resume_template(template_id: int, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def resume_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
     """Send again, starting with the events that waited while it was paused."""
     async with runtime.transaction() as session:
         template, released = await service.resume_template(session, template_id)

@@ -74,6 +74,8 @@ class CompiledEmail:
             )
         except LiquidError as error:
             raise RenderError(error.message or str(error)) from error
+        except Exception as error:  # filters raise plain errors too (floor of infinity, say)
+            raise RenderError(f"{type(error).__name__}: {error}") from error
 
 
 def _header(value: str) -> str:
