@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from email.utils import parseaddr
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
+# The everyday address (ASCII dot-atom, a dotted domain with a letter TLD): checked by one regex instead of
+# the full validator, which costs 40 µs and dominated batch ingestion. Anything else takes the full path.
+_PLAIN = re.compile(
+    r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+
+
+def _special_use(domain: str) -> bool:
+    """Domains the full validator refuses (``.test``, ``.local``…): let it explain why."""
+    return any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES)
 
 
 def normalize_email(value: str) -> str:
     """The address as we store and quarantine it; raises ValueError with a reason a user can act on."""
+    plain = _PLAIN.fullmatch(value.strip())
+    if (
+        plain is not None
+        and len(plain["local"]) <= 64
+        and len(value.strip()) <= 254
+        and not _special_use(plain["domain"].lower())
+    ):
+        return f"{plain['local']}@{plain['domain'].lower()}"
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as error:

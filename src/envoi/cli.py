@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -198,3 +199,20 @@ def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by en
 
     asyncio.run(run())
     console.print(f"API key {key_id} is revoked.")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes: under 2 minutes.")] = False,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="sqlite or postgresql; repeat for both (the default).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of benchmarks/results/.")] = None,
+    pg_url: Annotated[
+        str, typer.Option(envvar="ENVOI_BENCH_PG_URL", help="A PostgreSQL database to create the bench database from.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """Measure Envoi against this machine's own limits (raw inserts, raw SMTP) on SQLite and PostgreSQL."""
+    from envoi.bench.main import run_bench
+
+    run_bench(quick=quick, backends=backend or ["sqlite", "postgresql"], out=out, pg_admin_url=pg_url, console=console)

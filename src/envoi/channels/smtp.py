@@ -19,7 +19,7 @@ from aiosmtplib.email import parse_address
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from envoi.channels.base import EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
-from envoi.channels.mime import build_mime
+from envoi.channels.mime import render_mime
 
 log = structlog.get_logger(__name__)
 
@@ -193,7 +193,8 @@ class SmtpChannel:
         if not recipient:
             return InvalidAddress("address cannot be used in an SMTP envelope")
         try:
-            _, reply = await client.send_message(build_mime(message), sender=sender, recipients=[recipient])
+            options = ["SMTPUTF8"] if not (sender.isascii() and recipient.isascii()) else []
+            _, reply = await client.sendmail(sender, [recipient], render_mime(message), mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return self._refused("RCPT", refused.code, refused.message, message.ref)

@@ -1,0 +1,49 @@
+"""``envoi bench``: run each backend, print one table, write the JSON records."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from envoi.bench.report import record, table, write
+from envoi.bench.runner import FULL, QUICK, Run
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def run_bench(*, quick: bool, backends: list[str], out: Path | None, pg_admin_url: str, console: Console) -> None:
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"unknown backend {unknown[0]!r}: use sqlite or postgresql")
+    sizes = QUICK if quick else FULL
+    results: dict[str, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="envoi-bench-") as tmp,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        for backend in backends:
+            run = Run(backend, sizes, Path(tmp) / backend, pg_admin_url, progress)
+            results[backend] = asyncio.run(run.run())
+    console.print(table(results))
+    mode = "quick" if quick else "full"
+    if out is not None:
+        write(out, record(results, mode=mode))
+        console.print(f"Wrote {out}")
+        return
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    for backend, figures in results.items():
+        path = Path("benchmarks/results") / f"{stamp}-{backend}{'-quick' if quick else ''}.json"
+        write(path, record({backend: figures}, mode=mode))
+        console.print(f"Wrote {path}")
