@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -95,7 +96,7 @@ def serve(
 def run_worker() -> None:
     """Run the delivery worker alone (for deployments with several processes on PostgreSQL)."""
     settings = _settings()
-    asyncio.run(_run_worker(settings))
+    uvloop.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:

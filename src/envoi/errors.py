@@ -52,3 +52,10 @@ class Unauthorized(EnvoiError):
 
 class TemplateSyntaxError(ValidationFailed):
     code = "template_syntax_error"
+
+
+class StoreUnavailable(EnvoiError):
+    """The database could not store the request: nothing was accepted, try again."""
+
+    status_code = 503
+    code = "store_unavailable"

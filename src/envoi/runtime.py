@@ -13,6 +13,7 @@ from envoi.channels.outbox import OutboxChannel
 from envoi.channels.smtp import SmtpChannel, SmtpSettings
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
+from envoi.events.group import IngestGroup
 from envoi.settings import Settings
 
 
@@ -23,6 +24,10 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     channels: dict[str, EmailChannel]
     wakeup: Wakeup = field(default_factory=Wakeup)
+    ingest: IngestGroup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ingest = IngestGroup(self.sessionmaker, self.wakeup)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -37,6 +42,7 @@ class Runtime:
             yield session
 
     async def aclose(self) -> None:
+        await self.ingest.aclose()
         for channel in self.channels.values():
             await channel.aclose()
         await self.engine.dispose()

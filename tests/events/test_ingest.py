@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sqlalchemy import func, select
 
@@ -236,3 +238,24 @@ async def test_schemas_with_remote_refs_are_refused(api: httpx.AsyncClient) -> N
     dangling = {"name": "d", "label": "d", "schema": {"$ref": "#/$defs/missing"}}
     response = await api.post("/api/v1/event-types", json=dangling)
     assert response.status_code == 422 and response.json()["error"]["field"] == "schema"
+
+
+async def test_concurrent_pushes_share_commits_and_each_gets_its_own_answer(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await create_type(api, schema=ORDER_SCHEMA)
+
+    async def one(i: int) -> httpx.Response:
+        ctx = {"orderId": f"A-{i}"} if i % 10 else {"orderId": i}  # every tenth breaks the schema
+        return await api.post(
+            "/api/v1/events", json={"type": "order_confirmation", "email": f"u{i}@example.com", "ctx": ctx}
+        )
+
+    responses = await asyncio.gather(*(one(i) for i in range(200)))
+    accepted = {i: r.json()["id"] for i, r in enumerate(responses) if r.status_code == 202}
+    refused = [i for i, r in enumerate(responses) if r.status_code == 422]
+    assert refused == list(range(0, 200, 10))
+    assert len(accepted) == 180 and len(set(accepted.values())) == 180
+    assert await count_events(runtime) == 180
+    assert (await event(api, accepted[7]))["ctx"] == {"orderId": "A-7"}
+    assert (await event(api, accepted[7]))["email"] == "u7@example.com"

@@ -78,14 +78,17 @@ async def push_event(
 ) -> AcceptedOut:
     """Store one event; it is sent within seconds. With an Idempotency-Key, a repeated request returns the
     first event's id instead of storing a second event."""
-    async with runtime.transaction() as session:
-        event_id, created = await service.ingest_event(
-            session, event, api_key_id=key_id, idempotency_key=idempotency_key
-        )
-    if created:
-        runtime.wakeup.ring()
+    if idempotency_key is None:
+        event_id = await runtime.ingest.submit(event, key_id)  # shares a commit with concurrent requests
     else:
-        response.headers["Idempotent-Replayed"] = "true"
+        async with runtime.transaction() as session:
+            event_id, created = await service.ingest_event(
+                session, event, api_key_id=key_id, idempotency_key=idempotency_key
+            )
+        if created:
+            runtime.wakeup.ring()
+        else:
+            response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = event_href(event_id)
     return AcceptedOut(id=event_id, href=event_href(event_id))
 

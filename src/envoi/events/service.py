@@ -259,6 +259,28 @@ async def ingest_event(
     return event_id[0], True
 
 
+async def ingest_many(
+    session: AsyncSession, events: list[tuple[EventIn, int | None]]
+) -> list[int | ValidationFailed]:
+    """Store each valid event (one insert for all); each invalid one gets its own error instead."""
+    schemas = await _schemas_of(session, {event.type for event, _ in events})
+    results: list[int | ValidationFailed] = []
+    rows: list[dict[str, Any]] = []
+    for event, api_key_id in events:
+        checked = _check_event(event, schemas)
+        if checked.errors:
+            field, message = checked.errors[0]
+            results.append(ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)}))
+        else:
+            results.append(-1)
+            rows.append(checked.row | {"api_key_id": api_key_id})
+    if rows:
+        ids = iter(await _insert_rows(session, rows))
+        results = [next(ids) if result == -1 else result for result in results]
+        await notify_queue(session)
+    return results
+
+
 async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: int | None) -> list[int]:
     """Store every event or none; a rejected batch lists each bad item's errors by index."""
     try:

@@ -55,22 +55,29 @@ class RenderedEmail:
     text: str | None
 
 
+Part = Template | str  # a str is literal text with no Liquid in it: nothing to render
+
+
+def _render(part: Part, context: dict[str, Any]) -> str:
+    return part if isinstance(part, str) else part.render(**context)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledEmail:
-    sender: Template
-    reply_to: Template | None
-    subject: Template
-    html: Template | None
-    text: Template | None
+    sender: Part
+    reply_to: Part | None
+    subject: Part
+    html: Part | None
+    text: Part | None
 
     def render(self, context: dict[str, Any]) -> RenderedEmail:
         try:
             return RenderedEmail(
-                sender=_header(self.sender.render(**context)),
-                reply_to=_header(self.reply_to.render(**context)) if self.reply_to else None,
-                subject=_header(self.subject.render(**context)),
-                html=self.html.render(**context) if self.html else None,
-                text=self.text.render(**context) if self.text else None,
+                sender=_header(_render(self.sender, context)),
+                reply_to=_header(_render(self.reply_to, context)) if self.reply_to is not None else None,
+                subject=_header(_render(self.subject, context)),
+                html=_render(self.html, context) if self.html is not None else None,
+                text=_render(self.text, context) if self.text is not None else None,
             )
         except LiquidError as error:
             raise RenderError(error.message or str(error)) from error
@@ -86,14 +93,18 @@ def _header(value: str) -> str:
 def compile_email(content: dict[str, Any]) -> CompiledEmail:
     """Compile the email content of a template (the API's shape); raises TemplateSyntaxError naming the field."""
 
-    def optional(key: str, *, html: bool = False) -> Template | None:
-        source = content.get(key)
-        return compile_liquid(source, field=f"email.{key}", html=html) if source else None
+    def part(key: str, *, html: bool = False) -> Part:
+        source = content.get(key) or ""
+        template = compile_liquid(source, field=f"email.{key}", html=html)  # checks the syntax either way
+        return source if "{" not in source else template
+
+    def optional(key: str, *, html: bool = False) -> Part | None:
+        return part(key, html=html) if content.get(key) else None
 
     return CompiledEmail(
-        sender=compile_liquid(content.get("from") or "", field="email.from"),
+        sender=part("from"),
         reply_to=optional("replyTo"),
-        subject=compile_liquid(content.get("subject") or "", field="email.subject"),
+        subject=part("subject"),
         html=optional("html", html=True),
         text=optional("text"),
     )
