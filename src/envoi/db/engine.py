@@ -14,7 +14,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url()
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=settings.database_pool_size, connect_args={"timeout": 30})
+        # One connection: SQLite writes one transaction at a time anyway, and every transaction here begins
+        # IMMEDIATE. Waiting in the pool's FIFO queue is fair; waiting in SQLite's busy handler is not (it
+        # polls with growing sleeps, and a waiter was seen starving for two seconds behind the others).
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
