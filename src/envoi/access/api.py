@@ -15,7 +15,7 @@ from envoi.runtime import Runtime
 _CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds in every process
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -35,7 +35,8 @@ async def require_api_key(
     hit = cache.get(digest)
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
-    async with runtime_of(request).transaction() as session:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.transaction() as session:
         key = await authenticate(session, token)
     cache[digest] = (key.id, time.monotonic() + _CACHE_SECONDS)
     return key.id

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -41,6 +43,7 @@ class Worker:
         settings = self.settings
         now = utcnow()
         owner = uuid.uuid4().hex  # one lease per claim: not even this process's other loops may record it
+        started = time.perf_counter()
         async with self.sessionmaker.begin() as session:
             events = await claim_batch(
                 session,
@@ -52,15 +55,19 @@ class Worker:
             if not events:
                 return 0
             context = await load_context(session, events)
+        claimed = time.perf_counter()
         decisions = self.pipeline.decide(events, context, now)
+        rendered = time.perf_counter()
         await self.pipeline.send(decisions)
+        sent = time.perf_counter()
         done = utcnow()
         self.pipeline.settle(decisions, done)
         async with self.sessionmaker.begin() as session:
             recorded = await self.pipeline.record(session, owner, decisions, context, done)
         if recorded < len(decisions):
             log.warning("delivery.lease_lost", worker=self.name, events=len(decisions) - recorded)
-        log_batch(decisions, self.name)
+        timings = (started, claimed, rendered, sent, time.perf_counter())
+        log_batch(decisions, self.name, [round((b - a) * 1000, 1) for a, b in itertools.pairwise(timings)])
         return len(events)
 
     async def run(self, stop: asyncio.Event) -> None:

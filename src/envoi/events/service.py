@@ -259,9 +259,7 @@ async def ingest_event(
     return event_id[0], True
 
 
-async def ingest_many(
-    session: AsyncSession, events: list[tuple[EventIn, int | None]]
-) -> list[int | ValidationFailed]:
+async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | None]]) -> list[int | ValidationFailed]:
     """Store each valid event (one insert for all); each invalid one gets its own error instead."""
     schemas = await _schemas_of(session, {event.type for event, _ in events})
     results: list[int | ValidationFailed] = []
