@@ -21,6 +21,7 @@ from envoi.delivery.api import router as quarantine_router
 from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
 from envoi.errors import EnvoiError
+from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
 from envoi.runtime import Runtime
 from envoi.settings import Settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
     for router in (events_router, templates_router, outbox_router, quarantine_router):
         app.include_router(router)
     _install_error_handlers(app)
+    _add_openapi_schemas(app, OPENAPI_SCHEMAS)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> dict[str, str]:
@@ -82,6 +84,19 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         return {"name": "Envoi", "version": __version__, "docs": "/docs", "api": "/api/v1"}
 
     return app
+
+
+def _add_openapi_schemas(app: FastAPI, schemas: dict[str, dict[str, Any]]) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -27,9 +27,19 @@ async def require_api_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> int:
     """The calling key's id; 401 without a valid key."""
-    if credentials is None or not credentials.credentials.strip():
+    return await key_of(request, credentials.credentials if credentials else "")
+
+
+async def authenticate_request(request: Request) -> int:
+    """The same check for the hot ingestion routes, which read the header themselves (see events/api.py)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return await key_of(request, token if scheme.lower() == "bearer" else "")
+
+
+async def key_of(request: Request, token: str) -> int:
+    token = token.strip()
+    if not token:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
-    token = credentials.credentials.strip()
     cache: dict[str, tuple[int, float]] = request.app.state.key_cache
     digest = hash_key(token)
     hit = cache.get(digest)

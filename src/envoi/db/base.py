@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = datetime.fromisoformat(value)
         moment: datetime = value
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class SerializedJson(str):
+    """JSON text already produced (and checked) by the caller: stored as is, not serialized again."""
+
+
+def dump_json(value: Any) -> str:
+    """The engines' JSON serializer."""
+    return value if isinstance(value, SerializedJson) else json.dumps(value, ensure_ascii=False)
 
 
 def utcnow() -> datetime:

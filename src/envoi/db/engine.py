@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from envoi.db.base import dump_json
 from envoi.settings import Settings
 
 
@@ -17,7 +18,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # One connection: SQLite writes one transaction at a time anyway, and every transaction here begins
         # IMMEDIATE. Waiting in the pool's FIFO queue is fair; waiting in SQLite's busy handler is not (it
         # polls with growing sleeps, and a waiter was seen starving for two seconds behind the others).
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}, json_serializer=dump_json
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -25,6 +28,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
+        json_serializer=dump_json,
     )
 
 

@@ -6,18 +6,19 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import normalize_email
-from envoi.db.base import utcnow
+from envoi.db.base import SerializedJson, utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, NotFound, ValidationFailed
 from envoi.events.models import Event, EventMode, EventStatus, EventType
@@ -128,19 +129,20 @@ class _Checked:
     errors: list[tuple[str, str]]
 
 
-def _is_clean_json(value: Any) -> bool:
-    """One pass in C for the common case; the walk below only runs to find where a problem is."""
+def _clean_json(value: Any) -> SerializedJson | None:
+    """The value as JSON text in one pass in C, or None if any database would refuse or alter it (the walk in
+    text_problem then finds where)."""
     try:
         dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
         dumped.encode("utf-8")
     except (ValueError, UnicodeEncodeError):
-        return False
-    return "\\u0000" not in dumped
+        return None
+    return SerializedJson(dumped) if "\\u0000" not in dumped else None
 
 
 def text_problem(value: Any, path: str) -> tuple[str, str] | None:
     """The first value no database can store faithfully: NUL, a lone surrogate, NaN or infinity."""
-    if isinstance(value, dict | list) and _is_clean_json(value):
+    if isinstance(value, dict | list) and _clean_json(value) is not None:
         return None
     if isinstance(value, str):
         if "\x00" in value:
@@ -162,7 +164,7 @@ def text_problem(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
+def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) -> _Checked:
     errors: list[tuple[str, str]] = []
     for field, value in (
         ("type", event.type),
@@ -171,10 +173,12 @@ def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
         ("externalId", event.external_id),
         ("origin", event.origin),
         ("language", event.language),
-        ("ctx", event.ctx),
     ):
-        if problem := text_problem(value, field):
+        if value and (problem := text_problem(value, field)):
             errors.append(problem)
+    ctx_json = _clean_json(event.ctx)  # serialized once: this text is what gets stored
+    if ctx_json is None:
+        errors.append(text_problem(event.ctx, "ctx") or ("ctx", "cannot be stored as JSON"))
     if errors:
         return _Checked({}, errors)
     if event.type not in schemas:
@@ -192,7 +196,6 @@ def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
         errors.append(("email", "an email address is required for the email channel"))
     if channel == "sms" and not event.mobile_phone:
         errors.append(("mobilePhone", "a mobile phone number is required for the sms channel"))
-    now = utcnow()
     scheduled = event.scheduled
     row = {
         "type": event.type,
@@ -204,7 +207,7 @@ def _check_event(event: EventIn, schemas: dict[str, str | None]) -> _Checked:
         "external_id": event.external_id,
         "origin": event.origin,
         "language": event.language,
-        "ctx": event.ctx,
+        "ctx": ctx_json,
         "scheduled_at": scheduled,
         "expires_at": event.expiration,
         "created_at": now,
@@ -233,7 +236,7 @@ async def ingest_event(
     session: AsyncSession, event: EventIn, *, api_key_id: int | None, idempotency_key: str | None = None
 ) -> tuple[int, bool]:
     """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
-    checked = _check_event(event, await _schemas_of(session, {event.type}))
+    checked = _check_event(event, await _schemas_of(session, {event.type}), utcnow())
     if checked.errors:
         field, message = checked.errors[0]
         raise ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)})
@@ -264,8 +267,9 @@ async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | N
     schemas = await _schemas_of(session, {event.type for event, _ in events})
     results: list[int | ValidationFailed] = []
     rows: list[dict[str, Any]] = []
+    now = utcnow()  # one receipt time per transaction: rows of a batch share their timestamps
     for event, api_key_id in events:
-        checked = _check_event(event, schemas)
+        checked = _check_event(event, schemas, now)
         if checked.errors:
             field, message = checked.errors[0]
             results.append(ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)}))
@@ -280,19 +284,25 @@ async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | N
 
 
 async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: int | None) -> list[int]:
-    """Store every event or none; a rejected batch lists each bad item's errors by index."""
-    try:
-        events: list[EventIn | None] = list(_EVENT_LIST.validate_python(items))
-        parse_errors: dict[int, list[tuple[str, str]]] = {}
-    except ValidationError:
-        events, parse_errors = _validate_each(items)
+    """Store every event or none; a rejected batch lists each bad item's errors by index. ``items`` are raw
+    JSON values, or events the caller already parsed."""
+    parse_errors: dict[int, list[tuple[str, str]]] = {}
+    events: list[EventIn | None]
+    if all(isinstance(item, EventIn) for item in items):
+        events = list(items)
+    else:
+        try:
+            events = list(_EVENT_LIST.validate_python(items))
+        except ValidationError:
+            events, parse_errors = _validate_each(items)
     schemas = await _schemas_of(session, {e.type for e in events if e is not None})
     problems = dict(parse_errors)
     rows: list[dict[str, Any]] = []
+    now = utcnow()
     for index, event in enumerate(events):
         if event is None:
             continue
-        checked = _check_event(event, schemas)
+        checked = _check_event(event, schemas, now)
         if checked.errors:
             problems[index] = checked.errors
         rows.append(checked.row | {"api_key_id": api_key_id})
@@ -322,13 +332,38 @@ def _as_dicts(errors: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"field": field, "message": message} for field, message in errors]
 
 
+_INSERTED = (
+    "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "ctx",
+    "scheduled_at", "expires_at", "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at",
+    "next_attempt_at", "error_count",
+)  # fmt: skip
+_TIMES = frozenset({"scheduled_at", "expires_at", "created_at", "updated_at", "next_attempt_at"})
+
+
 async def _insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert with ids chosen up front, so the rows go in one executemany instead of the statement per row
-    that ordered RETURNING costs on SQLite."""
+    """The hottest write in Envoi: ids chosen up front, and rows handed to the driver's executemany as tuples.
+    SQLAlchemy's per-value processing cost more than the database did, and ordered RETURNING would insert
+    row by row on SQLite. Values are converted here exactly as the column types would (see UTCDateTime)."""
     ids = await _allocate_ids(session, len(rows))
-    for row, event_id in zip(rows, ids, strict=True):
-        row["id"] = event_id
-    await session.execute(insert(cast(Table, Event.__table__)), rows)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    placeholder = "?" if sqlite else "%s"
+    marks = ", ".join([placeholder] * (len(_INSERTED) + 1))
+    statement = f"INSERT INTO events (id, {', '.join(_INSERTED)}) VALUES ({marks})"  # noqa: S608 (fixed names)
+    times: dict[datetime, str] = {}
+
+    def stored(column: str, value: Any) -> Any:
+        if sqlite and column in _TIMES and value is not None:
+            if value not in times:  # most rows of a batch share their timestamps
+                times[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return times[value]
+        return int(value) if column in ("mode", "status") else value
+
+    values = [
+        (event_id, *(stored(column, row.get(column)) for column in _INSERTED))
+        for event_id, row in zip(ids, rows, strict=True)
+    ]
+    connection = await session.connection()
+    await connection.exec_driver_sql(statement, values)
     return ids
 
 
