@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -182,19 +183,14 @@ class SmtpChannel:
         return None
 
     async def _deliver(self, client: aiosmtplib.SMTP, message: EmailMessage) -> Outcome:
-        sender = parseaddr(message.sender)[1]
+        sender = _envelope_sender(message.sender)
         if not sender:
             return Failed("no sender address in From")
-        try:
-            # The bare address: a non-ASCII display name left in would make aiosmtplib demand SMTPUTF8.
-            recipient = parse_address(message.to)
-        except ValueError:
-            recipient = ""
+        recipient = _envelope_recipient(message.to)
         if not recipient:
             return InvalidAddress("address cannot be used in an SMTP envelope")
         try:
-            options = ["SMTPUTF8"] if not (sender.isascii() and recipient.isascii()) else []
-            _, reply = await client.sendmail(sender, [recipient], render_mime(message), mail_options=options)
+            reply = await _transaction(client, sender, recipient, render_mime(message))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return self._refused("RCPT", refused.code, refused.message, message.ref)
@@ -232,6 +228,55 @@ class SmtpChannel:
         if code < 500:
             return Retry(reason)
         return InvalidAddress(reason) if stage == "RCPT" else Failed(reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _envelope_sender(header: str) -> str:
+    """The address of a From header; a template's sender is the same for all its messages, hence the cache."""
+    return parseaddr(header)[1]
+
+
+def _envelope_recipient(to: str) -> str:
+    # Ingestion stores bare, normalized addresses: parse only what looks like anything else.
+    if "<" not in to and " " not in to:
+        return to
+    try:
+        # The bare address: a non-ASCII display name left in would make the server demand SMTPUTF8.
+        return parse_address(to)
+    except ValueError:
+        return ""
+
+
+async def _transaction(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> str:
+    """MAIL, RCPT and DATA through aiosmtplib's command layer; its sendmail() parses the addresses again and
+    costs a third more CPU per message. Failures raise the exceptions sendmail() would."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    utf8 = not (sender.isascii() and recipient.isascii())
+    if utf8 and not client.supports_extension("smtputf8"):
+        raise aiosmtplib.SMTPNotSupported("the address needs SMTPUTF8, which the server does not offer")
+    response = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode() + (b"> SMTPUTF8" if utf8 else b">"))
+    if response.code != 250:
+        await _reset(client)
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+    response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">")
+    if response.code not in (250, 251):
+        await _reset(client)
+        refused = aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+        raise aiosmtplib.SMTPRecipientsRefused([refused])
+    try:
+        response = await client.data(data)
+    except aiosmtplib.SMTPDataError:
+        await _reset(client)
+        raise
+    return response.message
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    """End a refused transaction so the connection can carry the next message."""
+    if client.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.rset()
 
 
 def _client(settings: SmtpSettings, tls_context: ssl.SSLContext | None) -> aiosmtplib.SMTP:

@@ -22,6 +22,7 @@ from envoi.delivery.pipeline import DeliveryPipeline, load_context, log_batch
 from envoi.settings import Settings
 
 log = structlog.get_logger(__name__)
+_RENDER_SLICE = 20
 
 
 class Worker:
@@ -56,7 +57,10 @@ class Worker:
                 return 0
             context = await load_context(session, events)
         claimed = time.perf_counter()
-        decisions = self.pipeline.decide(events, context, now)
+        decisions = []
+        for start in range(0, len(events), _RENDER_SLICE):
+            decisions += self.pipeline.decide(events[start : start + _RENDER_SLICE], context, now)
+            await asyncio.sleep(0)  # rendering is CPU: let SMTP replies and API requests in between slices
         rendered = time.perf_counter()
         await self.pipeline.send(decisions)
         sent = time.perf_counter()
