@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -59,13 +60,26 @@ class Process:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
 
 
+_started: list[Process] = []
+
+
+@atexit.register
+def _stop_everything() -> None:
+    """Whatever happens to the run, no process it started outlives it."""
+    for process in _started:
+        if process.popen.poll() is None:
+            process.popen.kill()
+
+
 def start(name: str, args: list[str], *, env: dict[str, str], workdir: Path) -> Process:
     log = workdir / f"{name}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVOI_")} | env
     popen = subprocess.Popen(
         [sys.executable, *args], env=full_env, cwd=workdir, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
-    return Process(name, popen, log)
+    process = Process(name, popen, log)
+    _started.append(process)
+    return process
 
 
 def wait_for_port(process: Process, port: int, timeout: float = 60.0) -> None:

@@ -19,7 +19,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # IMMEDIATE. Waiting in the pool's FIFO queue is fair; waiting in SQLite's busy handler is not (it
         # polls with growing sleeps, and a waiter was seen starving for two seconds behind the others).
         engine = create_async_engine(
-            url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}, json_serializer=dump_json
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            # Every use of a connection ends in COMMIT or ROLLBACK (sessions are always used as transactions),
+            # so the pool's own rollback at check-in is a wasted round trip to the driver's thread.
+            pool_reset_on_return=None,
+            connect_args={"timeout": 30},
+            json_serializer=dump_json,
         )
         _configure_sqlite(engine)
         return engine
