@@ -23,12 +23,14 @@ class Settings(BaseSettings):
         description="smtp://user:pass@host:port, smtps://..., ?starttls=true. Unset: emails go to the outbox.",
     )
     smtp_ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the SMTP server's TLS.")
-    smtp_connections: int = Field(4, ge=1, le=64, description="Concurrent SMTP connections per worker.")
+    smtp_connections: int = Field(
+        16, ge=1, le=64, description="SMTP connections per worker: each message costs four round trips."
+    )
     smtp_timeout: float = Field(30.0, gt=0)
     message_id_domain: str = Field("envoi.localhost", description="Right-hand side of Message-ID headers.")
 
-    worker_batch_size: int = Field(200, ge=1, le=10_000)
-    worker_concurrency: int = Field(2, ge=1, le=32, description="Batches in flight per worker process.")
+    worker_batch_size: int = Field(50, ge=1, le=10_000, description="Events claimed at once.")
+    worker_concurrency: int = Field(4, ge=1, le=32, description="Batches in flight per worker process.")
     worker_lease_seconds: float = Field(120.0, gt=0, description="After this, a claimed batch is taken over.")
     worker_poll_seconds: float = Field(0.5, gt=0, description="Idle poll interval when nothing wakes us.")
 

@@ -36,7 +36,7 @@ def run_bench(*, quick: bool, backends: list[str], out: Path | None, pg_admin_ur
         for backend in backends:
             run = Run(backend, sizes, Path(tmp) / backend, pg_admin_url, progress)
             results[backend] = asyncio.run(run.run())
-    console.print(table(results), width=max(console.width, 132))
+    Console(width=max(console.width, 140)).print(table(results))  # the table is unreadable folded to 80
     mode = "quick" if quick else "full"
     if out is not None:
         write(out, record(results, mode=mode))
