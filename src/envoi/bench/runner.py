@@ -138,10 +138,11 @@ class Run:
             arrivals = await wait_arrivals(arrivals_log, set(seqs), within=600, progress=advance)
             full = end_to_end(accepted, arrivals)
             rate = full.messages_per_s / 2
-            _, advance = self._task(f"end to end, half load ({rate:,.0f}/s)", sizes.half_load_seconds)
+            half_task, advance = self._task(f"end to end, half load ({rate:,.0f}/s)", sizes.half_load_seconds)
             ticker = asyncio.create_task(_tick(advance, sizes.half_load_seconds))
             accepted = await paced_batches(endpoint, HALF_SEQ, rate=rate, seconds=sizes.half_load_seconds)
             ticker.cancel()
+            self.progress.update(half_task, completed=sizes.half_load_seconds)
             arrivals = await wait_arrivals(arrivals_log, set(accepted), within=300)
             half = end_to_end(accepted, arrivals)
             self.figures |= {
