@@ -25,6 +25,7 @@ from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
 from envoi.runtime import Runtime
 from envoi.settings import Settings
+from envoi.soap.api import router as soap_router
 from envoi.templates.api import router as templates_router
 
 log = structlog.get_logger(__name__)
@@ -67,7 +68,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
     app.state.key_cache = {}
     if runtime is not None:
         app.state.runtime = runtime
-    for router in (events_router, templates_router, outbox_router, quarantine_router):
+    for router in (events_router, templates_router, outbox_router, quarantine_router, soap_router):
         app.include_router(router)
     _install_error_handlers(app)
     _add_openapi_schemas(app, OPENAPI_SCHEMAS)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
+from envoi.access.operators import create_operator
 from envoi.access.service import create_api_key, is_valid_key, list_api_keys, revoke_api_key
 from envoi.app import create_app
 from envoi.db.engine import create_engine, create_sessionmaker
@@ -21,6 +24,7 @@ from envoi.db.migrate import pending_migrations, upgrade_database
 from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
 from envoi.demo import load_demo_data
+from envoi.errors import EnvoiError
 from envoi.observability.logging import configure_logging
 from envoi.runtime import Runtime
 from envoi.settings import Settings
@@ -217,3 +221,38 @@ def bench(
     from envoi.bench.main import run_bench
 
     run_bench(quick=quick, backends=backend or ["sqlite", "postgresql"], out=out, pg_admin_url=pg_url, console=console)
+
+
+operator_app = typer.Typer(help="Operators: the people who log on to the SOAP API and, later, the console.")
+app.add_typer(operator_app, name="operator")
+
+
+@operator_app.command("create")
+def operator_create(
+    email: Annotated[str, typer.Option(help="The operator's login.")],
+    name: Annotated[str, typer.Option(help="Full name.")],
+) -> None:
+    """Create an operator. The password is read from standard input; with none given, a one-time password is
+    generated and printed."""
+    settings = _settings()
+    given = "" if sys.stdin.isatty() else sys.stdin.read().strip()
+    password = given or secrets.token_urlsafe(18)
+
+    async def run() -> None:
+        runtime = Runtime.create(settings)
+        try:
+            await upgrade_database(runtime.engine)
+            async with runtime.transaction() as session:
+                await create_operator(session, email=email, name=name, password=password)
+        finally:
+            await runtime.aclose()
+
+    try:
+        asyncio.run(run())
+    except EnvoiError as error:
+        console.print(f"[red]{error.message}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"Created operator {email}.")
+    if not given:
+        console.print("One-time password (shown once):")
+        print(password)

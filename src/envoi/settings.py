@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(3600.0, ge=0)
 
     batch_max_events: int = Field(10_000, ge=1)
+    soap_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest SOAP request accepted.")
+    soap_session_hours: float = Field(24.0, gt=0, description="How long a Logon session token lives.")
     load_demo_data: bool = True
     log_json: bool = False
     log_level: str = "info"

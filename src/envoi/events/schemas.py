@@ -38,6 +38,11 @@ class EventIn(_Model):
     external_id: str | None = Field(None, alias="externalId", max_length=255)
     origin: str | None = Field(None, max_length=255)
     language: str | None = Field(None, max_length=35)
+    country: str | None = Field(None, max_length=35)
+    email_format: Literal[0, 1, 2] | None = Field(None, alias="emailFormat", description="0 unknown, 1 text, 2 HTML.")
+    registration_token: str | None = Field(None, alias="registrationToken", max_length=4096)
+    mobile_app_uuid: str | None = Field(None, alias="mobileAppUuid", max_length=64)
+    correlation_id: str | None = Field(None, alias="correlationId", max_length=255)
     mode: Literal["realtime", "batch"] = Field("realtime", description="Real-time events are sent before batch events.")
 
     _utc_scheduled = field_validator("scheduled", "expiration")(_utc)
@@ -109,6 +114,9 @@ class EventOut(_Model):
     external_id: str | None = Field(alias="externalId")
     origin: str | None
     language: str | None
+    country: str | None
+    email_format: int | None = Field(alias="emailFormat")
+    correlation_id: str | None = Field(alias="correlationId")
     ctx: dict[str, Any]
     scheduled: datetime | None
     expiration: datetime | None

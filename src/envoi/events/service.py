@@ -173,6 +173,10 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
         ("externalId", event.external_id),
         ("origin", event.origin),
         ("language", event.language),
+        ("country", event.country),
+        ("registrationToken", event.registration_token),
+        ("mobileAppUuid", event.mobile_app_uuid),
+        ("correlationId", event.correlation_id),
     ):
         if value and (problem := text_problem(value, field)):
             errors.append(problem)
@@ -207,6 +211,11 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
         "external_id": event.external_id,
         "origin": event.origin,
         "language": event.language,
+        "country": event.country,
+        "email_format": event.email_format,
+        "registration_token": event.registration_token,
+        "mobile_app_uuid": event.mobile_app_uuid,
+        "correlation_id": event.correlation_id,
         "ctx": ctx_json,
         "scheduled_at": scheduled,
         "expires_at": event.expiration,
@@ -333,9 +342,9 @@ def _as_dicts(errors: list[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 _INSERTED = (
-    "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "ctx",
-    "scheduled_at", "expires_at", "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at",
-    "next_attempt_at", "error_count",
+    "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "country",
+    "email_format", "registration_token", "mobile_app_uuid", "correlation_id", "ctx", "scheduled_at", "expires_at",
+    "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at", "next_attempt_at", "error_count",
 )  # fmt: skip
 _TIMES = frozenset({"scheduled_at", "expires_at", "created_at", "updated_at", "next_attempt_at"})
 

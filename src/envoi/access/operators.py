@@ -1,0 +1,82 @@
+"""Operators and their session tokens: create, check a login, open and close sessions. Never commits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.access.models import Operator, OperatorSession
+from envoi.addresses import normalize_email
+from envoi.db.base import utcnow
+from envoi.errors import Conflict, Unauthorized, ValidationFailed
+
+_hasher = PasswordHasher()
+# Verified against when the login is unknown, so that a wrong login costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+INVALID_LOGIN = "Invalid login or password"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_operator(session: AsyncSession, *, email: str, name: str, password: str) -> Operator:
+    try:
+        email = normalize_email(email)
+    except ValueError as error:
+        raise ValidationFailed(f"not a valid email address: {error}", field="email") from error
+    if len(password) < 12:
+        raise ValidationFailed("a password needs at least 12 characters", field="password")
+    if await session.scalar(select(Operator.id).where(Operator.email == email)) is not None:
+        raise Conflict(f"an operator with the email {email} already exists", field="email")
+    operator = Operator(email=email, name=name.strip() or email, password_hash=_hasher.hash(password))
+    session.add(operator)
+    await session.flush()
+    return operator
+
+
+async def check_login(session: AsyncSession, login: str, password: str) -> Operator:
+    try:
+        email = normalize_email(login)
+    except ValueError:
+        email = login.strip()
+    operator = await session.scalar(select(Operator).where(Operator.email == email))
+    try:
+        _hasher.verify(operator.password_hash if operator else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthorized(INVALID_LOGIN) from None
+    if operator is None or not operator.active:
+        raise Unauthorized(INVALID_LOGIN)
+    return operator
+
+
+async def open_session(session: AsyncSession, operator: Operator, lifetime: timedelta) -> str:
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        OperatorSession(token_hash=_digest(token), operator_id=operator.id, created_at=now, expires_at=now + lifetime)
+    )
+    await session.flush()
+    return token
+
+
+async def check_session(session: AsyncSession, token: str) -> int:
+    """The operator id behind a live session token."""
+    row = await session.scalar(select(OperatorSession).where(OperatorSession.token_hash == _digest(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        raise Unauthorized("the session token is unknown, expired or logged off; log on again")
+    return row.operator_id
+
+
+async def close_session(session: AsyncSession, token: str) -> None:
+    await session.execute(
+        update(OperatorSession)
+        .where(OperatorSession.token_hash == _digest(token), OperatorSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
