@@ -256,3 +256,48 @@ def operator_create(
     if not given:
         console.print("One-time password (shown once):")
         print(password)
+
+
+template_app = typer.Typer(help="Templates: import from Adobe Campaign.")
+app.add_typer(template_app, name="template")
+
+
+@template_app.command("import-adobe")
+def template_import_adobe(
+    html_file: Annotated[Path, typer.Argument(help="The Adobe template's HTML, with JST expressions.")],
+    event_type: Annotated[str, typer.Option("--event-type", help="The event type it is for.")],
+    name: Annotated[str, typer.Option(help="The new template's name.")],
+    sender: Annotated[str, typer.Option("--from", help="From header, e.g. 'Shop <shop@example.com>'.")],
+    subject: Annotated[str, typer.Option(help="Subject, JST allowed.")],
+) -> None:
+    """Create a draft email template from an Adobe Campaign one; what cannot be converted is listed."""
+    from envoi.templates.schemas import AdobeImportIn
+    from envoi.templates.service import convert_adobe, create_template
+
+    settings = _settings()
+    data = AdobeImportIn.model_validate(
+        {
+            "name": name,
+            "eventType": event_type,
+            "email": {"from": sender, "subject": subject, "html": html_file.read_text()},
+        }
+    )
+    converted, left = convert_adobe(data)
+
+    async def run() -> int:
+        runtime = Runtime.create(settings)
+        try:
+            await upgrade_database(runtime.engine)
+            async with runtime.transaction() as session:
+                return (await create_template(session, converted)).id
+        finally:
+            await runtime.aclose()
+
+    try:
+        template_id = asyncio.run(run())
+    except EnvoiError as error:
+        console.print(f"[red]{error.message}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"Created draft template {template_id} ('{name}'). Publish it once you have checked it.")
+    for field, snippet in left:
+        console.print(f"  not converted in {field}: {snippet}", soft_wrap=True, highlight=False, markup=False)

@@ -14,7 +14,8 @@ from envoi.access.operators import create_operator
 from envoi.db.base import utcnow
 from envoi.events.models import Event
 from envoi.runtime import Runtime
-from tests.conftest import drain
+from envoi.settings import Settings
+from tests.conftest import drain, make_client
 from tests.helpers import event, published_template
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -253,3 +254,26 @@ async def test_wsdl_is_served_and_readable_by_zeep(api: httpx.AsyncClient, schem
     expected = {"Logon", "Logoff"} if schema == "xtk:session" else {"PushEvent", "PushEvents"}
     assert operations == expected
     assert (await api.get("/nl/jsp/schemawsdl.jsp", params={"schema": "nope"})).status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_oversized_request_is_refused_before_parsing(settings: Settings) -> None:
+    runtime = Runtime.create(settings.model_copy(update={"soap_max_body_bytes": 2048}))
+    try:
+        async with await make_client(runtime) as client:
+            padding = "<pad>" + "x" * 4096 + "</pad>"
+            status, root = await soap(client, "nms:rtEvent#PushEvent", push_event("a/b", ORDER + padding))
+        assert status == 500 and "larger than 2048 bytes" in fault(root)[1]
+    finally:
+        await runtime.aclose()
+
+
+async def test_soap_12_content_type_is_accepted(api: httpx.AsyncClient, runtime: Runtime, operator: str) -> None:
+    await published_template(api)
+    status, root = await soap(
+        api,
+        "nms:rtEvent#PushEvent",
+        push_event(f"{operator}/{PASSWORD}", ORDER),
+        **{"Content-Type": 'application/soap+xml; charset=utf-8; action="nms:rtEvent#PushEvent"'},
+    )
+    assert status == 200 and int(text_of(root, "plId")[0]) > 0

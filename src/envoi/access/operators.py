@@ -22,13 +22,18 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 INVALID_LOGIN = "Invalid login or password"
 
 
+def _login(email: str) -> str:
+    """Logins are emails compared without case: nobody expects Ops@ and ops@ to be two people."""
+    return normalize_email(email).lower()
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def create_operator(session: AsyncSession, *, email: str, name: str, password: str) -> Operator:
     try:
-        email = normalize_email(email)
+        email = _login(email)
     except ValueError as error:
         raise ValidationFailed(f"not a valid email address: {error}", field="email") from error
     if len(password) < 12:
@@ -43,7 +48,7 @@ async def create_operator(session: AsyncSession, *, email: str, name: str, passw
 
 async def check_login(session: AsyncSession, login: str, password: str) -> Operator:
     try:
-        email = normalize_email(login)
+        email = _login(login)
     except ValueError:
         email = login.strip()
     operator = await session.scalar(select(Operator).where(Operator.email == email))

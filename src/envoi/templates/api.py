@@ -11,11 +11,14 @@ from envoi.access.api import ApiKeyId, RuntimeDep
 from envoi.templates import service
 from envoi.templates.models import Template, TemplateVersion
 from envoi.templates.schemas import (
+    AdobeImportIn,
+    AdobeImportOut,
     EmailContent,
     PublishOut,
     StateOut,
     TemplateIn,
     TemplateOut,
+    UnconvertedOut,
     VersionDetailOut,
     VersionOut,
 )
@@ -50,6 +53,19 @@ async def create_template(data: TemplateIn, runtime: RuntimeDep, _key: ApiKeyId)
     """Create a draft. Nothing is sent with it until it is published."""
     async with runtime.transaction() as session:
         return _template_out(await service.create_template(session, data), [])
+
+
+@router.post("/import-adobe", status_code=201, response_model=AdobeImportOut)
+async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, _key: ApiKeyId) -> AdobeImportOut:
+    """Create a draft from an Adobe Campaign template: JST expressions become Liquid; whatever cannot be
+    converted stays visible in the draft and is listed here, never dropped."""
+    converted, left = service.convert_adobe(data)
+    async with runtime.transaction() as session:
+        template = await service.create_template(session, converted)
+    return AdobeImportOut(
+        template=_template_out(template, []),
+        unconverted=[UnconvertedOut(field=field, snippet=snippet) for field, snippet in left],
+    )
 
 
 @router.get("", response_model=list[TemplateOut])

@@ -41,6 +41,20 @@ class TemplateIn(_Model):
     email: EmailContent | None = None
 
 
+class AdobeImportIn(TemplateIn):
+    """An Adobe Campaign template: subject, HTML and text written with JST (``<%= rtEvent.ctx.x %>``)."""
+
+
+class UnconvertedOut(_Model):
+    field: str
+    snippet: str = Field(description="JST left in the draft as a visible Liquid comment, for a person to rewrite.")
+
+
+class AdobeImportOut(_Model):
+    template: TemplateOut
+    unconverted: list[UnconvertedOut]
+
+
 class VersionOut(_Model):
     version: int
     published_at: datetime = Field(alias="publishedAt")
@@ -75,3 +89,6 @@ class StateOut(_Model):
     state: str
     live_version: int | None = Field(alias="liveVersion")
     released_events: int = Field(0, alias="releasedEvents", description="Paused events put back in the queue.")
+
+
+AdobeImportOut.model_rebuild()

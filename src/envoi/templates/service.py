@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.db.base import UTCDateTime, utcnow
 from envoi.errors import Conflict, NotFound, ValidationFailed
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
+from envoi.templates.adobe import jst_to_liquid
 from envoi.templates.models import Template, TemplateState, TemplateVersion
 from envoi.templates.rendering import compile_email
-from envoi.templates.schemas import TemplateIn
+from envoi.templates.schemas import EmailContent, TemplateIn
 
 AVAILABLE_CHANNELS = ("email",)
 
@@ -42,6 +43,20 @@ async def create_template(session: AsyncSession, data: TemplateIn) -> Template:
     session.add(template)
     await session.flush()
     return template
+
+
+def convert_adobe(data: TemplateIn) -> tuple[TemplateIn, list[tuple[str, str]]]:
+    """The template with its JST converted to Liquid, and each (field, snippet) that could not be."""
+    if data.email is None:
+        raise ValidationFailed("an email template needs its 'email' content", field="email")
+    content = data.email.model_dump(by_alias=True, exclude_none=True)
+    left: list[tuple[str, str]] = []
+    for key in ("subject", "html", "text"):
+        if content.get(key):
+            conversion = jst_to_liquid(content[key])
+            content[key] = conversion.liquid
+            left += [(f"email.{key}", snippet) for snippet in conversion.unconverted]
+    return data.model_copy(update={"email": EmailContent.model_validate(content)}), left
 
 
 async def get_template(session: AsyncSession, template_id: int, *, for_update: bool = False) -> Template:
