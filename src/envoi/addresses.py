@@ -15,6 +15,20 @@ _PLAIN = re.compile(
 )
 
 
+_PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-/]+")
+
+
+def normalize_phone(value: str) -> str:
+    """A phone number as digits with an optional leading +; raises ValueError when it cannot be one."""
+    text = value.strip()
+    if not _PHONE_CHARACTERS.fullmatch(text):
+        raise ValueError("only digits, spaces, dots, dashes, parentheses and a leading + are allowed")
+    digits = re.sub(r"\D", "", text)
+    if not 6 <= len(digits) <= 15:  # E.164 numbers have at most 15 digits
+        raise ValueError("a phone number has between 6 and 15 digits")
+    return ("+" if text.startswith("+") else "") + digits
+
+
 def _special_use(domain: str) -> bool:
     """Domains the full validator refuses (``.test``, ``.local``…): let it explain why."""
     return any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES)

@@ -259,3 +259,15 @@ async def test_concurrent_pushes_share_commits_and_each_gets_its_own_answer(
     assert await count_events(runtime) == 180
     assert (await event(api, accepted[7]))["ctx"] == {"orderId": "A-7"}
     assert (await event(api, accepted[7]))["email"] == "u7@example.com"
+
+
+async def test_phone_numbers_are_checked_and_normalized(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    base = {"type": "order_confirmation", "email": "a@example.com"}
+    bad = await api.post("/api/v1/events", json=base | {"mobilePhone": "call me"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "mobilePhone"
+    short = await api.post("/api/v1/events", json=base | {"mobilePhone": "+33 1"})
+    assert short.status_code == 422 and short.json()["error"]["field"] == "mobilePhone"
+    good = await api.post("/api/v1/events", json=base | {"mobilePhone": "+33 6 12-34-56-78"})
+    assert good.status_code == 202
+    assert (await event(api, good.json()["id"]))["mobilePhone"] == "+33612345678"

@@ -277,3 +277,12 @@ async def test_soap_12_content_type_is_accepted(api: httpx.AsyncClient, runtime:
         **{"Content-Type": 'application/soap+xml; charset=utf-8; action="nms:rtEvent#PushEvent"'},
     )
     assert status == 200 and int(text_of(root, "plId")[0]) > 0
+
+
+async def test_invalid_phone_is_a_client_fault(api: httpx.AsyncClient, runtime: Runtime, operator: str) -> None:
+    await published_template(api)
+    bad = '<rtEvent type="order_confirmation" email="a@example.com" mobilePhone="12ab"><ctx/></rtEvent>'
+    status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{operator}/{PASSWORD}", bad))
+    code, message = fault(root)
+    assert status == 500 and code == "SOAP-ENV:Client" and "phone" in message
+    assert await stored_count(runtime) == 0

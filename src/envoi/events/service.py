@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import normalize_email
+from envoi.addresses import normalize_email, normalize_phone
 from envoi.db.base import SerializedJson, utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, NotFound, ValidationFailed
@@ -196,6 +196,12 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
             email = normalize_email(event.email)
         except ValueError as error:
             errors.append(("email", f"not a valid email address: {error}"))
+    mobile_phone = None
+    if event.mobile_phone:
+        try:
+            mobile_phone = normalize_phone(event.mobile_phone)
+        except ValueError as error:
+            errors.append(("mobilePhone", f"not a valid phone number: {error}"))
     if channel == "email" and not event.email:
         errors.append(("email", "an email address is required for the email channel"))
     if channel == "sms" and not event.mobile_phone:
@@ -207,7 +213,7 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
         "channel": channel,
         "status": EventStatus.PENDING,
         "email": email,
-        "mobile_phone": event.mobile_phone,
+        "mobile_phone": mobile_phone,
         "external_id": event.external_id,
         "origin": event.origin,
         "language": event.language,
