@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.meta import get_meta, set_meta
 from envoi.events.schemas import EventTypeIn
-from envoi.events.service import create_event_type
+from envoi.events.types import create_event_type
 from envoi.templates.schemas import EmailContent, TemplateIn
 from envoi.templates.service import create_template, publish_template
 

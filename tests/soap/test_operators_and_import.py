@@ -12,7 +12,7 @@ from sqlalchemy import select
 from envoi.access.models import Operator
 from envoi.access.operators import check_login
 from envoi.events.schemas import EventTypeIn
-from envoi.events.service import create_event_type
+from envoi.events.types import create_event_type
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from tests.helpers import create_type

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from envoi.access.api import ApiKeyId, RuntimeDep, authenticate_request
 from envoi.errors import ValidationFailed
-from envoi.events import service
+from envoi.events import service, types
 from envoi.events.models import EventStatus, EventType
 from envoi.events.queries import event_href, get_event, list_events
 from envoi.events.schemas import (
@@ -24,6 +24,7 @@ from envoi.events.schemas import (
     EventTypeIn,
     EventTypeOut,
 )
+from envoi.events.validation import text_problem
 from envoi.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -45,25 +46,25 @@ def _type_out(event_type: EventType) -> EventTypeOut:
 @router.post("/event-types", status_code=201, response_model=EventTypeOut, response_model_by_alias=True)
 async def create_event_type(data: EventTypeIn, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
     async with runtime.transaction() as session:
-        return _type_out(await service.create_event_type(session, data))
+        return _type_out(await types.create_event_type(session, data))
 
 
 @router.get("/event-types", response_model=list[EventTypeOut])
 async def list_event_types(runtime: RuntimeDep, _key: ApiKeyId) -> list[EventTypeOut]:
     async with runtime.transaction() as session:
-        return [_type_out(t) for t in await service.list_event_types(session)]
+        return [_type_out(t) for t in await types.list_event_types(session)]
 
 
 @router.get("/event-types/{name}", response_model=EventTypeOut)
 async def get_event_type(name: str, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
     async with runtime.transaction() as session:
-        return _type_out(await service.get_event_type(session, name))
+        return _type_out(await types.get_event_type(session, name))
 
 
 @router.put("/event-types/{name}", response_model=EventTypeOut)
 async def update_event_type(name: str, data: EventTypeIn, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
     async with runtime.transaction() as session:
-        return _type_out(await service.update_event_type(session, name, data))
+        return _type_out(await types.update_event_type(session, name, data))
 
 
 def _hot_route(body_schema: dict[str, Any], extra_parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -209,7 +210,7 @@ async def search_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventSummaryOut]:
     for name, value in (("type", type), ("email", email), ("externalId", external_id)):
-        if value and (problem := service.text_problem(value, name)):
+        if value and (problem := text_problem(value, name)):
             raise ValidationFailed(problem[1], field=problem[0])
     wanted = None
     if status is not None:

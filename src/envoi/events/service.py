@@ -1,122 +1,27 @@
-"""Event types and ingestion: validate, dedupe, store in one transaction. Services never commit."""
+"""Ingestion: validate, dedupe, store in one transaction (one per request, group or batch). Never commits."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import normalize_email, normalize_phone
-from envoi.db.base import SerializedJson, utcnow
+from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
-from envoi.errors import BatchRejected, Conflict, NotFound, ValidationFailed
+from envoi.errors import BatchRejected, Conflict, ValidationFailed
 from envoi.events.models import Event, EventMode, EventStatus, EventType
-from envoi.events.schemas import EventIn, EventTypeIn
+from envoi.events.schemas import EventIn
+from envoi.events.validation import clean_json, ctx_errors, text_problem
 
 _EVENT_LIST = TypeAdapter(list[EventIn])
-
-
-# --- event types -------------------------------------------------------------------------------------------
-
-
-def _remote_ref(schema: Any) -> str | None:
-    if isinstance(schema, dict):
-        ref = schema.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            return ref
-        return next((r for value in schema.values() if (r := _remote_ref(value))), None)
-    if isinstance(schema, list):
-        return next((r for value in schema if (r := _remote_ref(value))), None)
-    return None
-
-
-def _check_schema(data: EventTypeIn) -> None:
-    if data.json_schema is not None:
-        try:
-            Draft202012Validator.check_schema(data.json_schema)
-        except SchemaError as error:
-            raise ValidationFailed(f"not a valid JSON Schema: {error.message}", field="schema") from error
-        if ref := _remote_ref(data.json_schema):
-            raise ValidationFailed(f"only local $ref (#/...) are allowed, not '{ref}'", field="schema")
-        if problem := text_problem(data.json_schema, "schema"):
-            raise ValidationFailed(problem[1], field=problem[0])
-        probe = _ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample or {})
-        if probe and probe[0][1].startswith("the event type's schema cannot be applied"):
-            raise ValidationFailed(probe[0][1].replace("the event type's schema", "this schema"), field="schema")
-    if data.sample is not None and (problem := text_problem(data.sample, "sample")):
-        raise ValidationFailed(problem[1], field=problem[0])
-    if data.sample is not None and data.json_schema is not None:
-        problems = _ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample)
-        if problems:
-            field, message = problems[0]
-            raise ValidationFailed(f"the sample does not match the schema: {message}", field="sample" + field[3:])
-
-
-async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventType:
-    _check_schema(data)
-    if await session.scalar(select(EventType.id).where(EventType.name == data.name)) is not None:
-        raise Conflict(f"event type '{data.name}' already exists", field="name")
-    event_type = EventType(name=data.name, label=data.label, json_schema=data.json_schema, sample=data.sample)
-    session.add(event_type)
-    await session.flush()
-    return event_type
-
-
-async def update_event_type(session: AsyncSession, name: str, data: EventTypeIn) -> EventType:
-    event_type = await get_event_type(session, name)
-    if data.name != name:
-        raise ValidationFailed("an event type's name cannot change", field="name")
-    _check_schema(data)
-    event_type.label = data.label
-    event_type.json_schema = data.json_schema
-    event_type.sample = data.sample
-    return event_type
-
-
-async def get_event_type(session: AsyncSession, name: str) -> EventType:
-    event_type = await session.scalar(select(EventType).where(EventType.name == name))
-    if event_type is None:
-        raise NotFound(f"event type '{name}' does not exist")
-    return event_type
-
-
-async def list_event_types(session: AsyncSession) -> list[EventType]:
-    return list((await session.scalars(select(EventType).order_by(EventType.name))).all())
-
-
-# --- validation --------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
-
-
-def _ctx_errors(schema_json: str, ctx: dict[str, Any]) -> list[tuple[str, str]]:
-    problems = []
-    try:
-        found = sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: [str(p) for p in e.absolute_path])
-    except Exception as failure:  # an unresolvable $ref, say: the schema's fault, reported, never a 500
-        return [("ctx", f"the event type's schema cannot be applied: {type(failure).__name__}: {failure}")]
-    for error in found:
-        path = ["ctx", *(str(p) for p in error.absolute_path)]
-        if error.validator == "required" and isinstance(error.instance, dict):
-            # Name the missing field itself, not its parent object.
-            missing = [name for name in error.validator_value if name not in error.instance]
-            path += missing[:1]
-        problems.append((".".join(path), error.message))
-    return problems
 
 
 def _pydantic_errors(error: ValidationError) -> list[tuple[str, str]]:
@@ -127,41 +32,6 @@ def _pydantic_errors(error: ValidationError) -> list[tuple[str, str]]:
 class _Checked:
     row: dict[str, Any]
     errors: list[tuple[str, str]]
-
-
-def _clean_json(value: Any) -> SerializedJson | None:
-    """The value as JSON text in one pass in C, or None if any database would refuse or alter it (the walk in
-    text_problem then finds where)."""
-    try:
-        dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        dumped.encode("utf-8")
-    except (ValueError, UnicodeEncodeError):
-        return None
-    return SerializedJson(dumped) if "\\u0000" not in dumped else None
-
-
-def text_problem(value: Any, path: str) -> tuple[str, str] | None:
-    """The first value no database can store faithfully: NUL, a lone surrogate, NaN or infinity."""
-    if isinstance(value, dict | list) and _clean_json(value) is not None:
-        return None
-    if isinstance(value, str):
-        if "\x00" in value:
-            return path, "text must not contain NUL characters"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path, "text must be valid Unicode (a lone surrogate was found)"
-    elif isinstance(value, float) and not math.isfinite(value):
-        return path, "numbers must be finite (NaN and Infinity are not JSON)"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if problem := text_problem(key, path) or text_problem(item, f"{path}.{key}"):
-                return problem
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if problem := text_problem(item, f"{path}.{index}"):
-                return problem
-    return None
 
 
 def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) -> _Checked:
@@ -180,7 +50,7 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
     ):
         if value and (problem := text_problem(value, field)):
             errors.append(problem)
-    ctx_json = _clean_json(event.ctx)  # serialized once: this text is what gets stored
+    ctx_json = clean_json(event.ctx)  # serialized once: this text is what gets stored
     if ctx_json is None:
         errors.append(text_problem(event.ctx, "ctx") or ("ctx", "cannot be stored as JSON"))
     if errors:
@@ -188,7 +58,7 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
     if event.type not in schemas:
         errors.append(("type", f"event type '{event.type}' does not exist"))
     elif (schema := schemas[event.type]) is not None:
-        errors.extend(_ctx_errors(schema, event.ctx))
+        errors.extend(ctx_errors(schema, event.ctx))
     channel = str(event.wished_channel or "email")
     email = None
     if event.email:
