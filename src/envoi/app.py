@@ -20,7 +20,7 @@ from envoi.channels.api import router as outbox_router
 from envoi.delivery.api import router as quarantine_router
 from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
-from envoi.errors import EnvoiError
+from envoi.errors import EnvoiError, input_problems, invalid
 from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
 from envoi.runtime import Runtime
@@ -117,18 +117,5 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = []
-        for item in error.errors():
-            if item.get("type") == "json_invalid":
-                problems.append({"field": "body", "message": f"the body is not valid JSON ({item.get('msg')})"})
-                continue
-            loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
-            problems.append({"field": ".".join(loc) or "body", "message": item.get("msg", "invalid")})
-        first = problems[0] if problems else {"field": "body", "message": "invalid request"}
-        body = {
-            "code": "validation_failed",
-            "message": f"{first['field']}: {first['message']}",
-            "field": first["field"],
-            "errors": problems,
-        }
-        return _error(422, body)
+        failure = invalid(input_problems(error.errors()), prefix=True)
+        return _error(failure.status_code, failure.to_dict())

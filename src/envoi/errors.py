@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+Problem = tuple[str, str]  # (field, message)
+_LOCATIONS = ("body", "query", "path", "header")  # FastAPI's first loc element: where, not which field
 
 
 class EnvoiError(Exception):
@@ -26,6 +30,32 @@ class EnvoiError(Exception):
 class ValidationFailed(EnvoiError):
     status_code = 422
     code = "validation_failed"
+
+
+def input_problems(errors: Iterable[Mapping[str, Any]]) -> list[Problem]:
+    """Pydantic's (and FastAPI's) errors as (field, message), with field paths in the API's own names."""
+    problems = []
+    for item in errors:
+        if item.get("type") == "json_invalid":
+            problems.append(("body", f"the body is not valid JSON ({item.get('msg')})"))
+            continue
+        loc = [str(part) for part in item.get("loc", ())]
+        if loc and loc[0] in _LOCATIONS:
+            loc = loc[1:]
+        problems.append((".".join(loc) or "body", str(item.get("msg", "invalid"))))
+    return problems
+
+
+def as_dicts(problems: Iterable[Problem]) -> list[dict[str, str]]:
+    return [{"field": field, "message": message} for field, message in problems]
+
+
+def invalid(problems: list[Problem], *, prefix: bool = False) -> ValidationFailed:
+    """The error for a list of problems: the first names the field, all are listed under ``errors``.
+    With ``prefix``, the message starts with the field (for errors where the field is not obvious)."""
+    field, message = problems[0] if problems else ("body", "invalid request")
+    text = f"{field}: {message}" if prefix else message
+    return ValidationFailed(text, field=field, details={"errors": as_dicts(problems)})
 
 
 class BatchRejected(EnvoiError):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from envoi.access.api import ApiKeyId, RuntimeDep, authenticate_request
-from envoi.errors import ValidationFailed
+from envoi.errors import ValidationFailed, input_problems, invalid
 from envoi.events import service, types
 from envoi.events.models import EventStatus, EventType
 from envoi.events.queries import event_href, get_event, list_events
@@ -133,16 +133,7 @@ def _parse(model: type[ParsedModel], body: bytes) -> ParsedModel:
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            if item["type"] == "json_invalid":
-                problems.append({"field": "body", "message": f"the body is not valid JSON ({item['msg']})"})
-            else:
-                problems.append({"field": ".".join(str(p) for p in item["loc"]) or "body", "message": item["msg"]})
-        first = problems[0]
-        raise ValidationFailed(
-            f"{first['field']}: {first['message']}", field=first["field"], details={"errors": problems}
-        ) from None
+        raise invalid(input_problems(error.errors()), prefix=True) from None
 
 
 @router.post(

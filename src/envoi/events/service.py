@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.addresses import normalize_email, normalize_phone
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
-from envoi.errors import BatchRejected, Conflict, ValidationFailed
+from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
 from envoi.events.models import Event, EventMode, EventStatus, EventType
 from envoi.events.schemas import EventIn
 from envoi.events.validation import clean_json, ctx_errors, text_problem
@@ -24,14 +25,22 @@ from envoi.events.validation import clean_json, ctx_errors, text_problem
 _EVENT_LIST = TypeAdapter(list[EventIn])
 
 
-def _pydantic_errors(error: ValidationError) -> list[tuple[str, str]]:
-    return [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in error.errors()]
-
-
 @dataclass(slots=True)
 class _Checked:
     row: dict[str, Any]
     errors: list[tuple[str, str]]
+
+
+def _normalized(
+    value: str | None, normalize: Callable[[str], str], field: str, what: str, errors: list[Problem]
+) -> str | None:
+    if not value:
+        return None
+    try:
+        return normalize(value)
+    except ValueError as error:
+        errors.append((field, f"not a valid {what}: {error}"))
+        return None
 
 
 def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) -> _Checked:
@@ -60,18 +69,8 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
     elif (schema := schemas[event.type]) is not None:
         errors.extend(ctx_errors(schema, event.ctx))
     channel = str(event.wished_channel or "email")
-    email = None
-    if event.email:
-        try:
-            email = normalize_email(event.email)
-        except ValueError as error:
-            errors.append(("email", f"not a valid email address: {error}"))
-    mobile_phone = None
-    if event.mobile_phone:
-        try:
-            mobile_phone = normalize_phone(event.mobile_phone)
-        except ValueError as error:
-            errors.append(("mobilePhone", f"not a valid phone number: {error}"))
+    email = _normalized(event.email, normalize_email, "email", "email address", errors)
+    mobile_phone = _normalized(event.mobile_phone, normalize_phone, "mobilePhone", "phone number", errors)
     if channel == "email" and not event.email:
         errors.append(("email", "an email address is required for the email channel"))
     if channel == "sms" and not event.mobile_phone:
@@ -123,8 +122,7 @@ async def ingest_event(
     """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
     checked = _check_event(event, await _schemas_of(session, {event.type}), utcnow())
     if checked.errors:
-        field, message = checked.errors[0]
-        raise ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)})
+        raise invalid(checked.errors)
     row = checked.row | {"api_key_id": api_key_id}
     if idempotency_key is not None:
         digest = request_hash(event)
@@ -156,8 +154,7 @@ async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | N
     for event, api_key_id in events:
         checked = _check_event(event, schemas, now)
         if checked.errors:
-            field, message = checked.errors[0]
-            results.append(ValidationFailed(message, field=field, details={"errors": _as_dicts(checked.errors)}))
+            results.append(invalid(checked.errors))
         else:
             results.append(-1)
             rows.append(checked.row | {"api_key_id": api_key_id})
@@ -194,7 +191,7 @@ async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: i
     if problems:
         raise BatchRejected(
             f"{len(problems)} of {len(items)} events are invalid; none was stored",
-            details={"items": [{"index": i, "errors": _as_dicts(problems[i])} for i in sorted(problems)]},
+            details={"items": [{"index": i, "errors": as_dicts(problems[i])} for i in sorted(problems)]},
         )
     ids = await _insert_rows(session, rows)
     await notify_queue(session)
@@ -209,12 +206,8 @@ def _validate_each(items: list[Any]) -> tuple[list[EventIn | None], dict[int, li
             events.append(EventIn.model_validate(item))
         except ValidationError as error:
             events.append(None)
-            errors[index] = _pydantic_errors(error)
+            errors[index] = input_problems(error.errors())
     return events, errors
-
-
-def _as_dicts(errors: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"field": field, "message": message} for field, message in errors]
 
 
 _INSERTED = (

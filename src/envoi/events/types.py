@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.errors import Conflict, NotFound, ValidationFailed
 from envoi.events.models import EventType
 from envoi.events.schemas import EventTypeIn
-from envoi.events.validation import ctx_errors, text_problem
+from envoi.events.validation import SCHEMA_UNUSABLE, ctx_errors, text_problem
 
 
 def _remote_ref(schema: Any) -> str | None:
@@ -28,6 +28,7 @@ def _remote_ref(schema: Any) -> str | None:
 
 
 def _check_schema(data: EventTypeIn) -> None:
+    problems: list[tuple[str, str]] = []
     if data.json_schema is not None:
         try:
             Draft202012Validator.check_schema(data.json_schema)
@@ -37,16 +38,15 @@ def _check_schema(data: EventTypeIn) -> None:
             raise ValidationFailed(f"only local $ref (#/...) are allowed, not '{ref}'", field="schema")
         if problem := text_problem(data.json_schema, "schema"):
             raise ValidationFailed(problem[1], field=problem[0])
-        probe = ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample or {})
-        if probe and probe[0][1].startswith("the event type's schema cannot be applied"):
-            raise ValidationFailed(probe[0][1].replace("the event type's schema", "this schema"), field="schema")
+        # Applied to the sample (or to {}), which also shows whether it can be applied at all.
+        problems = ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample or {})
+        if problems and problems[0][1].startswith(SCHEMA_UNUSABLE):
+            raise ValidationFailed(problems[0][1].replace("the event type's schema", "this schema"), field="schema")
     if data.sample is not None and (problem := text_problem(data.sample, "sample")):
         raise ValidationFailed(problem[1], field=problem[0])
-    if data.sample is not None and data.json_schema is not None:
-        problems = ctx_errors(json.dumps(data.json_schema, sort_keys=True), data.sample)
-        if problems:
-            field, message = problems[0]
-            raise ValidationFailed(f"the sample does not match the schema: {message}", field="sample" + field[3:])
+    if data.sample is not None and data.json_schema is not None and problems:
+        field, message = problems[0]
+        raise ValidationFailed(f"the sample does not match the schema: {message}", field="sample" + field[3:])
 
 
 async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventType:

@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 
 from envoi.db.base import SerializedJson
 
+SCHEMA_UNUSABLE = "the event type's schema cannot be applied"
+
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Draft202012Validator:
@@ -23,7 +25,7 @@ def ctx_errors(schema_json: str, ctx: dict[str, Any]) -> list[tuple[str, str]]:
     try:
         found = sorted(_validator(schema_json).iter_errors(ctx), key=lambda e: [str(p) for p in e.absolute_path])
     except Exception as failure:  # an unresolvable $ref, say: the schema's fault, reported, never a 500
-        return [("ctx", f"the event type's schema cannot be applied: {type(failure).__name__}: {failure}")]
+        return [("ctx", f"{SCHEMA_UNUSABLE}: {type(failure).__name__}: {failure}")]
     for error in found:
         path = ["ctx", *(str(p) for p in error.absolute_path)]
         if error.validator == "required" and isinstance(error.instance, dict):

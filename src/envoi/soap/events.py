@@ -7,7 +7,7 @@ from typing import Any
 from lxml import etree
 from pydantic import ValidationError
 
-from envoi.errors import ValidationFailed
+from envoi.errors import ValidationFailed, input_problems
 from envoi.events.schemas import EventIn
 from envoi.soap.xml import child, ctx_to_json, local_name
 
@@ -58,6 +58,5 @@ def event_from_xml(element: etree._Element, where: str) -> EventIn:
     try:
         return EventIn.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ValidationFailed(f"{where}: {field}: {first['msg']}", field=f"{where}/@{field}") from None
+        field, message = input_problems(error.errors())[0]
+        raise ValidationFailed(f"{where}: {field}: {message}", field=f"{where}/@{field}") from None

@@ -201,7 +201,6 @@ class LiveRoute:
     template_id: int
     state: str
     version_id: int
-    version_number: int
     content: dict[str, Any]
 
 
@@ -217,14 +216,13 @@ async def find_live_routes(session: AsyncSession, routes: set[tuple[str, str]]) 
             Template.id,
             Template.state,
             TemplateVersion.id,
-            TemplateVersion.number,
             TemplateVersion.content,
         )
         .join(TemplateVersion, TemplateVersion.id == Template.live_version_id)
         .where(Template.event_type.in_(types), Template.state != TemplateState.DRAFT)
     )
     found: dict[tuple[str, str], LiveRoute] = {}
-    for event_type, channel, tid, state, vid, number, content in rows:
+    for event_type, channel, tid, state, vid, content in rows:
         if (event_type, channel) in routes:
-            found[(event_type, channel)] = LiveRoute(tid, state, vid, number, content)
+            found[(event_type, channel)] = LiveRoute(tid, state, vid, content)
     return found
