@@ -147,7 +147,7 @@ async def smtp_api(smtp_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 async def drain(runtime: Runtime, *, timeout: float = 20.0) -> None:
     """Run the worker until no event is pending or processing (waiting out retries), or fail."""
-    worker = Worker(runtime.settings, runtime.sessionmaker, runtime.channels)
+    worker = Worker(runtime.settings, runtime.sessionmaker, runtime.channels, runtime.outbound)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

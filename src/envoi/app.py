@@ -27,6 +27,8 @@ from envoi.runtime import Runtime
 from envoi.settings import Settings
 from envoi.soap.api import router as soap_router
 from envoi.templates.api import router as templates_router
+from envoi.templates.layouts_api import router as layouts_router
+from envoi.templates.testing_api import router as template_testing_router
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +45,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         stop = asyncio.Event()
         worker_task = listener_task = None
         if run_worker:
-            worker = Worker(settings, rt.sessionmaker, rt.channels, rt.wakeup)
+            worker = Worker(settings, rt.sessionmaker, rt.channels, rt.outbound, rt.wakeup)
             worker_task = asyncio.create_task(worker.run(stop))
             if not settings.is_sqlite:
                 url = settings.resolved_database_url()
@@ -68,7 +70,15 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
     app.state.key_cache = {}
     if runtime is not None:
         app.state.runtime = runtime
-    for router in (events_router, templates_router, outbox_router, quarantine_router, soap_router):
+    for router in (
+        events_router,
+        templates_router,
+        template_testing_router,
+        layouts_router,
+        outbox_router,
+        quarantine_router,
+        soap_router,
+    ):
         app.include_router(router)
     _install_error_handlers(app)
     _add_openapi_schemas(app, OPENAPI_SCHEMAS)

@@ -113,7 +113,7 @@ async def _run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.wakeup)
+        worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.outbound, runtime.wakeup)
         listener = None
         if not settings.is_sqlite:
             url = settings.resolved_database_url()
@@ -289,7 +289,7 @@ def template_import_adobe(
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:
-                return (await create_template(session, converted)).id
+                return (await create_template(session, converted, actor="cli")).id
         finally:
             await runtime.aclose()
 

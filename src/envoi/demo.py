@@ -10,7 +10,8 @@ from envoi.db.meta import get_meta, set_meta
 from envoi.events.schemas import EventTypeIn
 from envoi.events.types import create_event_type
 from envoi.templates.schemas import EmailContent, TemplateIn
-from envoi.templates.service import create_template, publish_template
+from envoi.templates.service import create_template
+from envoi.templates.versions import publish_template
 
 SENDER = "Envoi Demo Shop <shop@example.com>"
 
@@ -106,7 +107,8 @@ async def load_demo_data(session: AsyncSession) -> bool:
                 channel="email",
                 email=EmailContent.model_validate(entry["email"]),
             ),
+            actor="demo",
         )
-        await publish_template(session, template.id)
+        await publish_template(session, template.id, actor="demo")
     await set_meta(session, "demo_loaded", "1")
     return True

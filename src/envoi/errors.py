@@ -89,3 +89,15 @@ class StoreUnavailable(EnvoiError):
 
     status_code = 503
     code = "store_unavailable"
+
+
+class PublishRefused(ValidationFailed):
+    """The draft fails the checks at publish; ``details["errors"]`` lists every problem."""
+
+    code = "publish_refused"
+
+
+class RenderFailed(ValidationFailed):
+    """A template failed to render with the data given (preview); ``line`` and ``expression`` say where."""
+
+    code = "render_failed"

@@ -14,6 +14,7 @@ from envoi.channels.smtp import SmtpChannel, SmtpSettings
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
 from envoi.events.group import IngestGroup
+from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 
 
@@ -25,9 +26,11 @@ class Runtime:
     channels: dict[str, EmailChannel]
     wakeup: Wakeup = field(default_factory=Wakeup)
     ingest: IngestGroup = field(init=False)
+    outbound: OutboundClient = field(init=False)  # fetches attachments
 
     def __post_init__(self) -> None:
         self.ingest = IngestGroup(self.sessionmaker, self.wakeup)
+        self.outbound = attachment_fetcher(self.settings)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -45,7 +48,17 @@ class Runtime:
         await self.ingest.aclose()
         for channel in self.channels.values():
             await channel.aclose()
+        await self.outbound.aclose()
         await self.engine.dispose()
+
+
+def attachment_fetcher(settings: Settings) -> OutboundClient:
+    return OutboundClient(
+        timeout=settings.attachment_timeout,
+        max_bytes=settings.attachment_max_bytes,
+        allow_private=settings.attachment_allow_private_networks,
+        ca_file=settings.attachment_ca_file,
+    )
 
 
 def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> EmailChannel:

@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0)
     message_id_domain: str = Field("envoi.localhost", description="Right-hand side of Message-ID headers.")
 
+    attachment_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest attachment fetched by URL, and the most one email's may total."
+    )
+    attachment_timeout: float = Field(
+        10.0, gt=0, description="Seconds to fetch one attachment URL, redirects and download included."
+    )
+    attachment_allow_private_networks: bool = Field(
+        False,
+        description="Fetch attachments from private, loopback and link-local addresses: for attachment servers "
+        "on your own network. Off, such URLs are refused, so that events cannot reach internal services.",
+    )
+    attachment_ca_file: Path | None = Field(None, description="Extra CA bundle to trust for attachment servers.")
+
     worker_batch_size: int = Field(50, ge=1, le=10_000, description="Events claimed at once.")
     worker_concurrency: int = Field(4, ge=1, le=32, description="Batches in flight per worker process.")
     worker_lease_seconds: float = Field(120.0, gt=0, description="After this, a claimed batch is taken over.")

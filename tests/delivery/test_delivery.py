@@ -173,7 +173,7 @@ async def test_scheduled_event_waits_for_its_time(
     await published_template(smtp_api)
     later = await push(smtp_api, scheduled=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
     soon = await push(smtp_api, scheduled=(datetime.now(UTC) + timedelta(seconds=0.5)).isoformat())
-    worker = Worker(smtp_runtime.settings, smtp_runtime.sessionmaker, smtp_runtime.channels)
+    worker = Worker(smtp_runtime.settings, smtp_runtime.sessionmaker, smtp_runtime.channels, smtp_runtime.outbound)
     assert await worker.deliver_one_batch() == 0  # neither is due yet
     await asyncio.sleep(0.6)
     assert await worker.deliver_one_batch() == 1

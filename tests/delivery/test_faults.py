@@ -40,7 +40,7 @@ async def _claim(runtime: Runtime, owner: str, at_offset: float = 0.0) -> list: 
 async def test_a_worker_that_lost_its_lease_records_nothing(api: httpx.AsyncClient, runtime: Runtime) -> None:
     await published_template(api)
     event_id = await push(api)
-    pipeline = DeliveryPipeline(runtime.settings, runtime.channels)
+    pipeline = DeliveryPipeline(runtime.settings, runtime.channels, runtime.outbound)
     slow_events, slow_context = await _claim(runtime, "slow")
     await _claim(runtime, "other", at_offset=31)  # the lease ran out: another worker took the batch over
     decisions = pipeline.decide(slow_events, slow_context, utcnow())
@@ -63,7 +63,7 @@ async def test_lease_that_keeps_running_out_ends_too_old(api: httpx.AsyncClient,
     async with runtime.transaction() as session:  # a last claim far in the future: the one that gives up
         events = await claim_batch(session, owner="final", size=10, lease_seconds=30, now=utcnow() + timedelta(hours=1))
         context = await load_context(session, events)
-    pipeline = DeliveryPipeline(runtime.settings, runtime.channels)
+    pipeline = DeliveryPipeline(runtime.settings, runtime.channels, runtime.outbound)
     decisions = pipeline.decide(events, context, utcnow())
     async with runtime.transaction() as session:
         await pipeline.record(session, "final", decisions, context, utcnow())
@@ -76,12 +76,12 @@ async def test_resume_during_a_send_does_not_strand_paused_events(api: httpx.Asy
     template = await published_template(api)
     await api.post(f"/api/v1/templates/{template['id']}/pause")
     event_id = await push(api)
-    pipeline = DeliveryPipeline(runtime.settings, runtime.channels)
+    pipeline = DeliveryPipeline(runtime.settings, runtime.channels, runtime.outbound)
     events, context = await _claim(runtime, "w")
     decisions = pipeline.decide(events, context, utcnow())
     assert decisions[0].status.label == "paused"
     async with runtime.transaction() as session:  # resumed while the batch is in flight
-        _template, released = await resume_template(session, template["id"])
+        _template, released = await resume_template(session, template["id"], actor="test")
         assert released == 0
     async with runtime.transaction() as session:
         await pipeline.record(session, "w", decisions, context, utcnow())

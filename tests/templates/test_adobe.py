@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envoi.templates.adobe import Conversion, jst_to_liquid
-from envoi.templates.rendering import compile_liquid
+from envoi.templates.rendering import Liquid
 
 CTX: dict[str, Any] = {
     "customer": {"@firstName": "Jane", "@lastName": "O'Neil <b>"},
@@ -30,12 +30,12 @@ EVENT: dict[str, Any] = {
 
 def convert(source: str) -> Conversion:
     conversion = jst_to_liquid(source)
-    compile_liquid(conversion.liquid, field="email.html", html=True)  # raises TemplateSyntaxError if broken
+    Liquid().compile(conversion.liquid, field="email.html", html=True)  # raises TemplateSyntaxError if broken
     return conversion
 
 
 def render(liquid: str, *, html: bool = True) -> str:
-    return compile_liquid(liquid, field="email.html", html=html).render(ctx=CTX, event=EVENT)
+    return Liquid().compile(liquid, field="email.html", html=html).render(ctx=CTX, event=EVENT)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_order_confirmation_renders_personalized() -> None:
         "account": {"label": "Gold"},
         "order": {"@id": "A 7"},
     }
-    html = compile_liquid(conversion.liquid, field="email.html", html=True).render(ctx=ctx, event=EVENT)
+    html = Liquid().compile(conversion.liquid, field="email.html", html=True).render(ctx=ctx, event=EVENT)
     assert (
         html
         == """\

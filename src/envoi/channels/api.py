@@ -16,6 +16,14 @@ from envoi.errors import NotFound
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
 
 
+class OutboxAttachmentOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    filename: str
+    content_type: str = Field(alias="contentType")
+    size: int = Field(description="In bytes.")
+
+
 class OutboxOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -28,6 +36,7 @@ class OutboxOut(BaseModel):
     html: str | None
     text: str | None
     message_id: str | None = Field(alias="messageId")
+    attachments: list[OutboxAttachmentOut] = Field(description="The files sent with the message, without content.")
     created_at: datetime = Field(alias="createdAt")
 
 
@@ -42,6 +51,7 @@ def _out(row: OutboxMessage) -> OutboxOut:
         html=row.html,
         text=row.text,
         message_id=row.message_id,
+        attachments=[OutboxAttachmentOut.model_validate(item) for item in row.attachments or ()],
         created_at=row.created_at,
     )
 

@@ -8,6 +8,15 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an email; ``content_type`` is a bare media type such as ``application/pdf``."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class EmailMessage:
     """A rendered email, ready for a provider. ``ref`` is the caller's id, used only in logs."""
 
@@ -20,6 +29,7 @@ class EmailMessage:
     reply_to: str | None = None
     message_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import String, Text, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.channels.base import EmailMessage, Outcome, Sent
-from envoi.db.base import Base, BigId, UTCDateTime, utcnow
+from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
 
 
 class OutboxMessage(Base):
@@ -25,6 +26,9 @@ class OutboxMessage(Base):
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        Json, doc='[{"filename", "contentType", "size"}], not the bytes; null in rows older than the column.'
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -50,6 +54,9 @@ class OutboxChannel:
                 "html": m.html,
                 "text": m.text,
                 "message_id": m.message_id,
+                "attachments": [
+                    {"filename": a.filename, "contentType": a.content_type, "size": len(a.data)} for a in m.attachments
+                ],
                 "created_at": now,
             }
             for m in messages

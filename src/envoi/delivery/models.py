@@ -29,6 +29,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(320))
     template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id", ondelete="SET NULL"))
+    language: Mapped[str | None] = mapped_column(String(35), doc="The template variant it was rendered in.")
     status: Mapped[int] = mapped_column(SmallInteger)
     subject: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(255))

@@ -14,6 +14,8 @@ A processing event whose lease ran out is claimed again by any worker.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,9 +31,12 @@ from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.retry import retry_delay
 from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.outbound import OutboundClient, OutboundRefused, OutboundUnavailable
 from envoi.settings import Settings
+from envoi.templates.attachments import attachment_urls, fetch_attachments
+from envoi.templates.design import CompiledTemplate, Design, render_context
 from envoi.templates.models import Template, TemplateState
-from envoi.templates.rendering import CompiledEmail, RenderError, compile_email
+from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 
 log = structlog.get_logger(__name__)
@@ -53,6 +58,8 @@ class Decision:
     reason: str | None = None
     route: LiveRoute | None = None
     message: EmailMessage | None = None
+    language: str | None = None  # the template variant rendered
+    attachments: list[tuple[str, str | None]] | None = None  # (url, filename) to fetch before sending
     outcome: Outcome | None = None
     next_attempt_at: datetime | None = None
 
@@ -77,10 +84,11 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> Bat
 
 
 class DeliveryPipeline:
-    def __init__(self, settings: Settings, channels: Mapping[str, EmailChannel]):
+    def __init__(self, settings: Settings, channels: Mapping[str, EmailChannel], outbound: OutboundClient):
         self.settings = settings
         self.channels = channels
-        self._compiled: dict[int, CompiledEmail] = {}  # by version id: versions never change
+        self.outbound = outbound
+        self._compiled: dict[int, CompiledTemplate] = {}  # by version id: versions never change
 
     def decide(self, events: list[ClaimedEvent], context: BatchContext, now: datetime) -> list[Decision]:
         decisions = []
@@ -119,13 +127,27 @@ class DeliveryPipeline:
         if compiled is None:
             if len(self._compiled) > 1024:
                 self._compiled.clear()
-            compiled = self._compiled[route.version_id] = compile_email(route.content)
-        context = {"ctx": event.ctx, "event": _event_variables(event)}
+            compiled = self._compiled[route.version_id] = CompiledTemplate(Design.of_version(route.content))
+        context = render_context(
+            event.ctx,
+            event_id=event.id,
+            event_type=event.type,
+            email=event.email,
+            mobile_phone=event.mobile_phone,
+            external_id=event.external_id,
+            origin=event.origin,
+            language=event.language,
+        )
         try:
-            rendered = compiled.render(context)
+            rendered = compiled.render(context, event.language)
+            decision.attachments = attachment_urls(event.ctx) or None
         except RenderError as error:  # one event's bad data must never hold up the rest of the batch
             decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"template error: {error}"
             return
+        except ValueError as error:
+            decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"attachment: {error}"
+            return
+        decision.language = rendered.language
         decision.message = EmailMessage(
             ref=event.id,
             sender=rendered.sender,
@@ -138,9 +160,10 @@ class DeliveryPipeline:
         )
 
     async def send(self, decisions: list[Decision]) -> None:
+        await asyncio.gather(*(self._attach(d) for d in decisions if d.attachments and d.message))
         by_channel: dict[str, list[Decision]] = {}
         for decision in decisions:
-            if decision.message is not None:
+            if decision.message is not None and decision.outcome is None:
                 by_channel.setdefault(decision.event.channel, []).append(decision)
         for channel_name, group in by_channel.items():
             channel = self.channels.get(channel_name)
@@ -151,6 +174,18 @@ class DeliveryPipeline:
             outcomes = await channel.send_many([d.message for d in group if d.message is not None])
             for decision, outcome in zip(group, outcomes, strict=True):
                 decision.outcome = outcome
+
+    async def _attach(self, decision: Decision) -> None:
+        """Fetch the event's attachments now, at send time; a refusal fails the event, an outage retries it."""
+        assert decision.message is not None and decision.attachments
+        try:
+            files = await fetch_attachments(self.outbound, decision.attachments)
+        except OutboundRefused as error:
+            decision.outcome = Failed(f"attachment refused: {error.reason}")
+        except OutboundUnavailable as error:
+            decision.outcome = Retry(f"attachment unavailable: {error.reason}", error.retry_after)
+        else:
+            decision.message = dataclasses.replace(decision.message, attachments=files)
 
     def settle(self, decisions: list[Decision], now: datetime) -> None:
         """Turn each send outcome into the event's next status."""
@@ -246,6 +281,7 @@ class DeliveryPipeline:
             "channel": d.event.channel,
             "address": d.message.to,
             "template_version_id": d.route.version_id,
+            "language": d.language,
             "status": MessageStatus.SENT if sent else MessageStatus.RETRYING if retrying else MessageStatus.FAILED,
             "subject": d.message.subject,
             "provider_id": outcome.provider_id if isinstance(outcome, Sent) else None,
@@ -285,18 +321,6 @@ async def _recheck_paused(session: AsyncSession, decisions: list[Decision], now:
         if d.status == EventStatus.PAUSED and d.route and states.get(d.route.template_id) != TemplateState.PAUSED:
             d.status, d.next_attempt_at = EventStatus.PENDING, now
             d.reason = "its template was resumed while the batch was in flight"
-
-
-def _event_variables(event: ClaimedEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "email": event.email,
-        "mobilePhone": event.mobile_phone,
-        "externalId": event.external_id,
-        "origin": event.origin,
-        "language": event.language,
-    }
 
 
 def log_batch(decisions: list[Decision], worker: str, stage_ms: list[float]) -> None:

@@ -19,6 +19,7 @@ from envoi.db.base import utcnow
 from envoi.db.notify import Wakeup
 from envoi.delivery.claim import claim_batch
 from envoi.delivery.pipeline import DeliveryPipeline, load_context, log_batch
+from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -31,11 +32,12 @@ class Worker:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         channels: Mapping[str, EmailChannel],
+        outbound: OutboundClient,
         wakeup: Wakeup | None = None,
     ):
         self.settings = settings
         self.sessionmaker = sessionmaker
-        self.pipeline = DeliveryPipeline(settings, channels)
+        self.pipeline = DeliveryPipeline(settings, channels, outbound)
         self.wakeup = wakeup or Wakeup()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 

@@ -1,19 +1,24 @@
-"""REST: templates, their versions, publish, unpublish, pause and resume."""
+"""REST: templates, their versions and audit trail; publish, roll back, unpublish, pause, resume, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access.api import ApiKeyId, RuntimeDep
-from envoi.templates import service
+from envoi.templates import audit, service, versions
+from envoi.templates.design import Design
 from envoi.templates.models import Template, TemplateVersion
 from envoi.templates.schemas import (
     AdobeImportIn,
     AdobeImportOut,
+    AuditEntryOut,
     EmailContent,
+    EmailVariant,
+    LayoutContent,
     PublishOut,
     StateOut,
     TemplateIn,
@@ -28,17 +33,29 @@ TemplateId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+def actor_of(key_id: int) -> str:
+    return f"api key {key_id}"
+
+
+def _version_out(version: TemplateVersion) -> VersionOut:
+    return VersionOut(version=version.number, published_at=version.published_at, published_by=version.published_by)
+
+
 def _template_out(template: Template, versions: list[TemplateVersion]) -> TemplateOut:
     live = next((v.number for v in versions if v.id == template.live_version_id), None)
+    content = template.content
     return TemplateOut(
         id=template.id,
         name=template.name,
         event_type=template.event_type,
         channel=template.channel,
         state=template.state,
-        email=EmailContent.model_validate(template.content) if template.channel == "email" else None,
+        language=content.get("language") or "en",
+        layout=content.get("layout"),
+        email=EmailContent.model_validate(content["email"]) if template.channel == "email" else None,
+        variants={k: EmailVariant.model_validate(v) for k, v in (content.get("variants") or {}).items()},
         live_version=live,
-        versions=[VersionOut(version=v.number, published_at=v.published_at) for v in versions],
+        versions=[_version_out(v) for v in versions],
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
@@ -49,19 +66,19 @@ def _state_out(template: Template, live_version: int | None, released: int = 0) 
 
 
 @router.post("", status_code=201, response_model=TemplateOut)
-async def create_template(data: TemplateIn, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
+async def create_template(data: TemplateIn, runtime: RuntimeDep, key: ApiKeyId) -> TemplateOut:
     """Create a draft. Nothing is sent with it until it is published."""
     async with runtime.transaction() as session:
-        return _template_out(await service.create_template(session, data), [])
+        return _template_out(await service.create_template(session, data, actor_of(key)), [])
 
 
 @router.post("/import-adobe", status_code=201, response_model=AdobeImportOut)
-async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, _key: ApiKeyId) -> AdobeImportOut:
+async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, key: ApiKeyId) -> AdobeImportOut:
     """Create a draft from an Adobe Campaign template: JST expressions become Liquid; whatever cannot be
     converted stays visible in the draft and is listed here, never dropped."""
     converted, left = service.convert_adobe(data)
     async with runtime.transaction() as session:
-        template = await service.create_template(session, converted)
+        template = await service.create_template(session, converted, actor_of(key))
     return AdobeImportOut(
         template=_template_out(template, []),
         unconverted=[UnconvertedOut(field=field, snippet=snippet) for field, snippet in left],
@@ -74,27 +91,41 @@ async def list_templates(
 ) -> list[TemplateOut]:
     async with runtime.transaction() as session:
         templates = await service.list_templates(session, event_type=eventType, channel=channel)
-        versions = await service.list_versions(session, [t.id for t in templates])
-    return [_template_out(t, versions[t.id]) for t in templates]
+        found = await versions.list_versions(session, [t.id for t in templates])
+    return [_template_out(t, found[t.id]) for t in templates]
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
 async def get_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
     async with runtime.transaction() as session:
         template = await service.get_template(session, template_id)
-        versions = await service.list_versions(session, [template_id])
-    return _template_out(template, versions[template_id])
+        found = await versions.list_versions(session, [template_id])
+    return _template_out(template, found[template_id])
 
 
 @router.put("/{template_id}", response_model=TemplateOut)
-async def update_template(
-    template_id: TemplateId, data: TemplateIn, runtime: RuntimeDep, _key: ApiKeyId
-) -> TemplateOut:
+async def update_template(template_id: TemplateId, data: TemplateIn, runtime: RuntimeDep, key: ApiKeyId) -> TemplateOut:
     """Replace the draft. The live version does not change until the next publish."""
     async with runtime.transaction() as session:
-        template = await service.update_template(session, template_id, data)
-        versions = await service.list_versions(session, [template_id])
-    return _template_out(template, versions[template_id])
+        template = await service.update_template(session, template_id, data, actor_of(key))
+        found = await versions.list_versions(session, [template_id])
+    return _template_out(template, found[template_id])
+
+
+@router.delete("/{template_id}", status_code=204)
+async def delete_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> None:
+    """Delete a draft; a published or paused template must be unpublished first. Its versions are kept for the
+    messages sent with them."""
+    async with runtime.transaction() as session:
+        await service.delete_template(session, template_id, actor_of(key))
+
+
+@router.get("/{template_id}/versions", response_model=list[VersionOut])
+async def list_versions(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> list[VersionOut]:
+    async with runtime.transaction() as session:
+        await service.get_template(session, template_id)
+        found = await versions.list_versions(session, [template_id])
+    return [_version_out(v) for v in found[template_id]]
 
 
 @router.get("/{template_id}/versions/{number}", response_model=VersionDetailOut)
@@ -102,46 +133,89 @@ async def get_version(
     template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, _key: ApiKeyId
 ) -> VersionDetailOut:
     async with runtime.transaction() as session:
-        version = await service.get_version(session, template_id, number)
+        template = await service.get_template(session, template_id)
+        version = await versions.get_version(session, template_id, number)
+    design = Design.of_version(version.content)
     return VersionDetailOut(
         template_id=template_id,
         version=version.number,
         published_at=version.published_at,
-        email=EmailContent.model_validate(version.content),
+        published_by=version.published_by,
+        live=version.id == template.live_version_id,
+        language=design.language,
+        email=EmailContent.model_validate(design.email),
+        variants={k: EmailVariant.model_validate(v) for k, v in design.variants.items()},
+        layout=LayoutContent.model_validate(design.layout) if design.layout else None,
+        snippets=design.snippets,
     )
 
 
-@router.post("/{template_id}/publish", response_model=PublishOut)
-async def publish_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> PublishOut:
-    """Freeze the draft as a new numbered version and make it the one new events are rendered with."""
+@router.get(
+    "/{template_id}/versions/{number}/diff/{other}",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "A unified diff, field by field."}},
+)
+async def diff_versions(
+    template_id: TemplateId, number: VersionNumber, other: VersionNumber, runtime: RuntimeDep, _key: ApiKeyId
+) -> str:
+    """What changed from version `number` to version `other`, as a unified diff (empty when nothing did)."""
     async with runtime.transaction() as session:
-        version = await service.publish_template(session, template_id)
+        return await versions.diff_versions(session, template_id, number, other)
+
+
+@router.post("/{template_id}/publish", response_model=PublishOut)
+async def publish_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> PublishOut:
+    """Check the draft and freeze it, with its layout and snippets, as a new numbered version that new events
+    are rendered with. Refused (422, `publish_refused`) with the list of every problem found."""
+    async with runtime.transaction() as session:
+        version = await versions.publish_template(session, template_id, actor_of(key))
     return PublishOut(version=version.number)
 
 
+@router.post("/{template_id}/versions/{number}/republish", response_model=PublishOut)
+async def republish_version(
+    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, key: ApiKeyId
+) -> PublishOut:
+    """Roll back: make an earlier version live again. New events use it; the draft is left as it is."""
+    async with runtime.transaction() as session:
+        version = await versions.republish_version(session, template_id, number, actor_of(key))
+    return PublishOut(version=version.number)
+
+
+@router.get("/{template_id}/audit", response_model=list[AuditEntryOut])
+async def audit_trail(
+    template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[AuditEntryOut]:
+    """Who created, changed, published, rolled back, paused, proofed or deleted it, newest first."""
+    async with runtime.transaction() as session:
+        await service.get_template(session, template_id)
+        entries = await audit.trail(session, template_id, limit=limit)
+    return [AuditEntryOut(at=e.at, actor=e.actor, action=e.action, details=e.details) for e in entries]
+
+
 @router.post("/{template_id}/unpublish", response_model=StateOut)
-async def unpublish_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def unpublish_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
     """Events of its type and channel fail routing from now on; its paused events are released to fail too."""
     async with runtime.transaction() as session:
-        template, released = await service.unpublish_template(session, template_id)
+        template, released = await service.unpublish_template(session, template_id, actor_of(key))
     runtime.wakeup.ring()
     return _state_out(template, None, released)
 
 
 @router.post("/{template_id}/pause", response_model=StateOut)
-async def pause_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def pause_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
     """New and pending events of this template wait with status paused until it is resumed."""
     async with runtime.transaction() as session:
-        template = await service.pause_template(session, template_id)
+        template = await service.pause_template(session, template_id, actor_of(key))
         live = await _live_number(session, template)
     return _state_out(template, live)
 
 
 @router.post("/{template_id}/resume", response_model=StateOut)
-async def resume_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> StateOut:
+async def resume_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
     """Send again, starting with the events that waited while it was paused."""
     async with runtime.transaction() as session:
-        template, released = await service.resume_template(session, template_id)
+        template, released = await service.resume_template(session, template_id, actor_of(key))
         live = await _live_number(session, template)
     runtime.wakeup.ring()
     return _state_out(template, live, released)

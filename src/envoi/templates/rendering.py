@@ -1,13 +1,15 @@
-"""Liquid rendering: HTML auto-escaped, subjects and text not, resource limits set explicitly."""
+"""Liquid: HTML auto-escaped, subjects and text not, resource limits set explicitly, snippets by name, and
+errors that say where (field, line, the expression that failed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from liquid import BoundTemplate as Template
-from liquid import Environment
+from liquid import DictLoader, Environment
 from liquid.exceptions import LiquidError
+from liquid.loader import TemplateSource
 
 from envoi.errors import TemplateSyntaxError
 
@@ -21,90 +23,86 @@ class _LimitedEnvironment(Environment):
     block_nesting_limit = 30
 
 
-HTML_ENV = _LimitedEnvironment(autoescape=True)
-PLAIN_ENV = _LimitedEnvironment(autoescape=False)
-
-
 class RenderError(Exception):
-    """A template failed while rendering one event (a limit hit, a bad filter argument)."""
+    """A template failed while rendering one event (a limit hit, a bad filter argument, a missing snippet)."""
+
+    def __init__(self, message: str, *, field: str, line: int | None = None, expression: str | None = None):
+        where = f"{field}, line {line}" if line else field
+        super().__init__(f"{where}: {message}" + (f" in {expression}" if expression else ""))
+        self.message = message
+        self.field = field
+        self.line = line
+        self.expression = expression
+
+    def details(self) -> dict[str, Any]:
+        return {"line": self.line, "expression": self.expression}
 
 
-def _line_of(source: str, error: LiquidError) -> int:
-    index = getattr(error.token, "start_index", -1) if error.token is not None else -1
-    if index is None or index < 0:
-        return source.count("\n") + 1
-    return source.count("\n", 0, index) + 1
+class _SnippetLoader(DictLoader):
+    """Snippets by name, remembering which ones a template used (a version freezes exactly those)."""
+
+    def __init__(self, snippets: Mapping[str, str], used: set[str]):
+        super().__init__(dict(snippets))
+        self.used = used
+
+    def get_source(
+        self, env: Environment, template_name: str, *, context: Any = None, **kwargs: object
+    ) -> TemplateSource:
+        source = super().get_source(env, template_name, context=context, **kwargs)
+        self.used.add(template_name)
+        return source
 
 
-def compile_liquid(source: str, *, field: str, html: bool = False) -> Template:
-    try:
-        return (HTML_ENV if html else PLAIN_ENV).from_string(source)
-    except LiquidError as error:
-        line = _line_of(source, error)
-        raise TemplateSyntaxError(
-            f"{field}, line {line}: {error.message}", field=field, details={"line": line}
-        ) from error
+class Liquid:
+    """The two environments a template compiles in (HTML escapes output, plain text does not), sharing snippets."""
 
+    def __init__(self, snippets: Mapping[str, str] | None = None):
+        self.snippets = dict(snippets or {})
+        self.used_snippets: set[str] = set()
+        loader = _SnippetLoader(self.snippets, self.used_snippets)
+        self._html = _LimitedEnvironment(autoescape=True, loader=loader)
+        self._plain = _LimitedEnvironment(autoescape=False, loader=loader)
 
-@dataclass(frozen=True, slots=True)
-class RenderedEmail:
-    sender: str
-    reply_to: str | None
-    subject: str
-    html: str | None
-    text: str | None
-
-
-Part = Template | str  # a str is literal text with no Liquid in it: nothing to render
-
-
-def _render(part: Part, context: dict[str, Any]) -> str:
-    return part if isinstance(part, str) else part.render(**context)
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledEmail:
-    sender: Part
-    reply_to: Part | None
-    subject: Part
-    html: Part | None
-    text: Part | None
-
-    def render(self, context: dict[str, Any]) -> RenderedEmail:
+    def compile(self, source: str, *, field: str, html: bool = False) -> Template:
         try:
-            return RenderedEmail(
-                sender=_header(_render(self.sender, context)),
-                reply_to=_header(_render(self.reply_to, context)) if self.reply_to is not None else None,
-                subject=_header(_render(self.subject, context)),
-                html=_render(self.html, context) if self.html is not None else None,
-                text=_render(self.text, context) if self.text is not None else None,
-            )
+            return (self._html if html else self._plain).from_string(source)
         except LiquidError as error:
-            raise RenderError(error.message or str(error)) from error
+            line, expression = locate(source, error)
+            raise TemplateSyntaxError(
+                f"{field}, line {line}: {error.message}",
+                field=field,
+                details={"line": line, "expression": expression},
+            ) from error
+
+    def render(self, template: Template | str, context: Mapping[str, Any], *, field: str) -> str:
+        """A str is literal text with no Liquid in it: nothing to render."""
+        if isinstance(template, str):
+            return template
+        try:
+            return template.render(**context)
+        except LiquidError as error:
+            source = error.token.source if error.token is not None else ""
+            snippet = next((name for name, text in self.snippets.items() if text == source and source), None)
+            line, expression = locate(source, error)
+            raise RenderError(
+                str(error.message or error),
+                field=f"snippets.{snippet}" if snippet else field,
+                line=line if source else None,
+                expression=expression,
+            ) from error
         except Exception as error:  # filters raise plain errors too (floor of infinity, say)
-            raise RenderError(f"{type(error).__name__}: {error}") from error
+            raise RenderError(f"{type(error).__name__}: {error}", field=field) from error
 
 
-def _header(value: str) -> str:
-    # A header is one line: a newline in the data must never inject another header.
-    return " ".join(value.split())
-
-
-def compile_email(content: dict[str, Any]) -> CompiledEmail:
-    """Compile the email content of a template (the API's shape); raises TemplateSyntaxError naming the field."""
-
-    def part(key: str, *, html: bool = False) -> Part:
-        source = content.get(key) or ""
-        template = compile_liquid(source, field=f"email.{key}", html=html)  # checks the syntax either way
-        return source if "{" not in source else template
-
-    def optional(key: str, *, html: bool = False) -> Part | None:
-        return part(key, html=html) if content.get(key) else None
-
-    return CompiledEmail(
-        sender=part("from"),
-        reply_to=optional("replyTo"),
-        subject=part("subject"),
-        html=optional("html", html=True),
-        text=optional("text"),
-    )
+def locate(source: str, error: LiquidError) -> tuple[int, str | None]:
+    """The line of the error and the ``{{ ... }}`` or ``{% ... %}`` around it."""
+    index = error.token.start_index if error.token is not None else -1
+    if index is None or index < 0 or not source:
+        return source.count("\n") + 1, None
+    line = source.count("\n", 0, index) + 1
+    start = max(source.rfind("{{", 0, index + 1), source.rfind("{%", 0, index + 1))
+    if start < 0:
+        return line, None
+    closer = "}}" if source.startswith("{{", start) else "%}"
+    end = source.find(closer, index)
+    return line, (source[start : end + 2] if end >= 0 else source[start : start + 80])

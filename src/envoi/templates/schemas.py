@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from envoi.addresses import check_mailbox
+from envoi.templates.locales import normalize_language
 
 Channel = Literal["email", "sms", "push"]
 
@@ -23,22 +24,64 @@ def _static_mailbox(value: str | None) -> str | None:
     return check_mailbox(value)
 
 
-class EmailContent(_Model):
-    sender: str = Field(alias="from", min_length=1, max_length=998, examples=["Shop <shop@example.com>"])
+def _language(value: str | None) -> str | None:
+    return normalize_language(value) if value is not None else None
+
+
+class EmailVariant(_Model):
+    """A language variant: the fields it sets replace the default language's; the others are shared."""
+
+    sender: str | None = Field(None, alias="from", max_length=998)
     reply_to: str | None = Field(None, alias="replyTo", max_length=998)
-    subject: str = Field(min_length=1, max_length=2000, examples=["Your order {{ ctx.orderId }}"])
+    subject: str | None = Field(None, max_length=2000)
     html: str | None = Field(None, max_length=1_000_000)
-    text: str | None = Field(None, max_length=1_000_000)
+    mjml: str | None = Field(None, max_length=1_000_000, description="MJML, compiled to HTML after Liquid.")
+    text: str | None = Field(None, max_length=1_000_000, description="Unset: written from the HTML.")
 
     _check_sender = field_validator("sender")(_static_mailbox)
     _check_reply_to = field_validator("reply_to")(_static_mailbox)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> EmailVariant:
+        if self.html and self.mjml:
+            raise ValueError("give either 'html' or 'mjml', not both")
+        return self
+
+
+class EmailContent(EmailVariant):
+    sender: str = Field(alias="from", min_length=1, max_length=998, examples=["Shop <shop@example.com>"])
+    subject: str = Field(min_length=1, max_length=2000, examples=["Your order {{ ctx.orderId }}"])
 
 
 class TemplateIn(_Model):
     name: str = Field(min_length=1, max_length=200)
     event_type: str = Field(alias="eventType", min_length=1, max_length=100)
     channel: Channel = "email"
+    language: str = Field("en", max_length=35, description="The language of `email`; events fall back to it.")
+    layout: str | None = Field(None, max_length=100, description="The name of a layout to wrap the body in.")
     email: EmailContent | None = None
+    variants: dict[str, EmailVariant] = Field(
+        default_factory=dict, description="Content per language (`fr`, `en-GB`…), chosen by the event's language."
+    )
+
+    _check_language = field_validator("language")(_language)
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_languages(cls, value: dict[str, EmailVariant]) -> dict[str, EmailVariant]:
+        normalized: dict[str, EmailVariant] = {}
+        for tag, variant in value.items():
+            language = normalize_language(tag)
+            if language in normalized:
+                raise ValueError(f"'{tag}' is given twice")
+            normalized[language] = variant
+        return normalized
+
+    @model_validator(mode="after")
+    def _default_not_a_variant(self) -> TemplateIn:
+        if self.language in self.variants:
+            raise ValueError(f"'{self.language}' is the default language: put its content in 'email'")
+        return self
 
 
 class AdobeImportIn(TemplateIn):
@@ -58,6 +101,7 @@ class AdobeImportOut(_Model):
 class VersionOut(_Model):
     version: int
     published_at: datetime = Field(alias="publishedAt")
+    published_by: str | None = Field(alias="publishedBy")
 
 
 class TemplateOut(_Model):
@@ -66,18 +110,31 @@ class TemplateOut(_Model):
     event_type: str = Field(alias="eventType")
     channel: str
     state: str
+    language: str
+    layout: str | None
     email: EmailContent | None
+    variants: dict[str, EmailVariant]
     live_version: int | None = Field(alias="liveVersion")
     versions: list[VersionOut]
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
 
 
-class VersionDetailOut(_Model):
+class LayoutContent(_Model):
+    name: str
+    html: str | None = None
+    mjml: str | None = None
+    text: str | None = None
+
+
+class VersionDetailOut(VersionOut):
     template_id: int = Field(alias="templateId")
-    version: int
-    published_at: datetime = Field(alias="publishedAt")
+    live: bool
+    language: str
     email: EmailContent | None
+    variants: dict[str, EmailVariant]
+    layout: LayoutContent | None = Field(description="The layout as it was when this version was published.")
+    snippets: dict[str, str] = Field(description="The snippets this version uses, as they were when published.")
 
 
 class PublishOut(_Model):
@@ -89,6 +146,90 @@ class StateOut(_Model):
     state: str
     live_version: int | None = Field(alias="liveVersion")
     released_events: int = Field(0, alias="releasedEvents", description="Paused events put back in the queue.")
+
+
+class SeedIn(_Model):
+    label: str = Field(min_length=1, max_length=200, examples=["Ann, French customer"])
+    address: str = Field(min_length=1, max_length=320, description="Where proofs go: an email address.")
+    external_id: str | None = Field(None, alias="externalId", max_length=255)
+    language: str | None = Field(None, max_length=35, description="Renders this language's variant.")
+    ctx: dict[str, Any] | None = Field(None, description="Sample event data. Unset: the event type's sample.")
+    ctx_xml: str | None = Field(
+        None, alias="ctxXml", max_length=1_000_000, description="Or the data as Adobe-style XML: <ctx>...</ctx>."
+    )
+
+    _check_language = field_validator("language")(_language)
+
+    @model_validator(mode="after")
+    def _one_ctx(self) -> SeedIn:
+        if self.ctx is not None and self.ctx_xml is not None:
+            raise ValueError("give either 'ctx' or 'ctxXml', not both")
+        return self
+
+
+class SeedOut(_Model):
+    id: int
+    label: str
+    address: str
+    external_id: str | None = Field(alias="externalId")
+    language: str | None
+    ctx: dict[str, Any] | None
+
+
+class PreviewIn(_Model):
+    """What to render: a seed address's data, inline data, or (when neither) the event type's sample."""
+
+    seed_id: int | None = Field(None, alias="seedId", ge=1)
+    ctx: dict[str, Any] | None = None
+    ctx_xml: str | None = Field(None, alias="ctxXml", max_length=1_000_000)
+    language: str | None = Field(None, max_length=35, description="The event's language; picks the variant.")
+    email: str | None = Field(None, max_length=320, description="The recipient the template sees as event.email.")
+    external_id: str | None = Field(None, alias="externalId", max_length=255)
+    version: int | None = Field(None, ge=1, description="A published version instead of the draft.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PreviewIn:
+        if sum(x is not None for x in (self.seed_id, self.ctx, self.ctx_xml)) > 1:
+            raise ValueError("give at most one of 'seedId', 'ctx' and 'ctxXml'")
+        return self
+
+
+class ProblemOut(_Model):
+    field: str
+    message: str
+
+
+class PreviewOut(_Model):
+    version: int | None = Field(description="The version rendered; null for the draft.")
+    data: str = Field(description="Whose data was rendered: a seed, the inline ctx, or the event type's sample.")
+    language: str = Field(description="The variant chosen.")
+    sender: str = Field(alias="from")
+    reply_to: str | None = Field(alias="replyTo")
+    subject: str
+    html: str | None
+    text: str | None
+    warnings: list[ProblemOut] = Field(description="What would stop this draft from being published.")
+
+
+class ProofIn(_Model):
+    seed_ids: list[int] | None = Field(None, alias="seedIds", description="Unset: every seed address.")
+
+
+class ProofOut(_Model):
+    seed_id: int = Field(alias="seedId")
+    label: str
+    address: str
+    language: str | None
+    status: Literal["sent", "failed", "render_failed"]
+    provider_id: str | None = Field(None, alias="providerId")
+    error: str | None = None
+
+
+class AuditEntryOut(_Model):
+    at: datetime
+    actor: str
+    action: str
+    details: dict[str, Any] | None
 
 
 AdobeImportOut.model_rebuild()

@@ -1,4 +1,4 @@
-"""Templates: create and edit drafts, publish immutable versions, unpublish, pause and resume.
+"""Templates: create, edit and delete drafts; unpublish, pause and resume (publishing is in versions.py).
 
 Services never commit; the request does.
 """
@@ -8,28 +8,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import UTCDateTime, utcnow
 from envoi.errors import Conflict, NotFound, ValidationFailed
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
+from envoi.templates import audit
 from envoi.templates.adobe import jst_to_liquid
+from envoi.templates.design import CompiledTemplate, Design
+from envoi.templates.layouts import get_layout
 from envoi.templates.models import Template, TemplateState, TemplateVersion
-from envoi.templates.rendering import compile_email
 from envoi.templates.schemas import EmailContent, TemplateIn
 
 AVAILABLE_CHANNELS = ("email",)
 
 
-def _draft_content(data: TemplateIn) -> dict[str, Any]:
+async def _draft_content(session: AsyncSession, data: TemplateIn) -> dict[str, Any]:
     if data.channel not in AVAILABLE_CHANNELS:
         raise ValidationFailed(f"channel '{data.channel}' is not available yet; use 'email'", field="channel")
     if data.email is None:
         raise ValidationFailed("an email template needs its 'email' content", field="email")
-    content = data.email.model_dump(by_alias=True, exclude_none=True)
-    compile_email(content)  # a syntax error is reported now, with its field and line
-    return content
+    if data.layout is not None:
+        await get_layout(session, data.layout)
+    design = Design(
+        email=data.email.model_dump(by_alias=True, exclude_none=True),
+        language=data.language,
+        variants={k: v.model_dump(by_alias=True, exclude_none=True) for k, v in data.variants.items()},
+    )
+    CompiledTemplate(design)  # a syntax error is reported now, with its field and line; the rest at publish
+    return {"email": design.email, "variants": design.variants, "language": design.language, "layout": data.layout}
 
 
 async def _check_event_type(session: AsyncSession, name: str) -> None:
@@ -37,11 +45,17 @@ async def _check_event_type(session: AsyncSession, name: str) -> None:
         raise ValidationFailed(f"event type '{name}' does not exist; create it first", field="eventType")
 
 
-async def create_template(session: AsyncSession, data: TemplateIn) -> Template:
+async def create_template(session: AsyncSession, data: TemplateIn, actor: str) -> Template:
     await _check_event_type(session, data.event_type)
-    template = Template(name=data.name, event_type=data.event_type, channel=data.channel, content=_draft_content(data))
+    template = Template(
+        name=data.name,
+        event_type=data.event_type,
+        channel=data.channel,
+        content=await _draft_content(session, data),
+    )
     session.add(template)
     await session.flush()
+    audit.record(session, template.id, actor, "created")
     return template
 
 
@@ -60,7 +74,7 @@ def convert_adobe(data: TemplateIn) -> tuple[TemplateIn, list[tuple[str, str]]]:
 
 
 async def get_template(session: AsyncSession, template_id: int, *, for_update: bool = False) -> Template:
-    query = select(Template).where(Template.id == template_id)
+    query = select(Template).where(Template.id == template_id, Template.deleted_at.is_(None))
     if for_update:
         query = query.with_for_update()
     template = await session.scalar(query)
@@ -72,7 +86,7 @@ async def get_template(session: AsyncSession, template_id: int, *, for_update: b
 async def list_templates(
     session: AsyncSession, *, event_type: str | None = None, channel: str | None = None
 ) -> list[Template]:
-    query = select(Template).order_by(Template.id)
+    query = select(Template).where(Template.deleted_at.is_(None)).order_by(Template.id)
     if event_type:
         query = query.where(Template.event_type == event_type)
     if channel:
@@ -80,76 +94,32 @@ async def list_templates(
     return list((await session.scalars(query)).all())
 
 
-async def update_template(session: AsyncSession, template_id: int, data: TemplateIn) -> Template:
+async def update_template(session: AsyncSession, template_id: int, data: TemplateIn, actor: str) -> Template:
     template = await get_template(session, template_id, for_update=True)
     if data.event_type != template.event_type:
         raise ValidationFailed("a template's event type cannot change; create another", field="eventType")
     if data.channel != template.channel:
         raise ValidationFailed("a template's channel cannot change; create another", field="channel")
     template.name = data.name
-    template.content = _draft_content(data)
+    template.content = await _draft_content(session, data)
     template.updated_at = utcnow()
+    audit.record(session, template.id, actor, "updated")
     return template
 
 
-async def list_versions(session: AsyncSession, template_ids: list[int]) -> dict[int, list[TemplateVersion]]:
-    versions: dict[int, list[TemplateVersion]] = {i: [] for i in template_ids}
-    rows = await session.scalars(
-        select(TemplateVersion)
-        .where(TemplateVersion.template_id.in_(template_ids))
-        .order_by(TemplateVersion.template_id, TemplateVersion.number)
-    )
-    for version in rows:
-        versions[version.template_id].append(version)
-    return versions
-
-
-async def get_version(session: AsyncSession, template_id: int, number: int) -> TemplateVersion:
-    version = await session.scalar(
-        select(TemplateVersion).where(TemplateVersion.template_id == template_id, TemplateVersion.number == number)
-    )
-    if version is None:
-        raise NotFound(f"template {template_id} has no version {number}")
-    return version
-
-
-async def publish_template(session: AsyncSession, template_id: int) -> TemplateVersion:
-    """Freeze the draft as the next version and make it live for its event type and channel."""
+async def delete_template(session: AsyncSession, template_id: int, actor: str) -> None:
+    """Hide a draft for good. Its versions stay, so that the messages sent with them still show what they were."""
     template = await get_template(session, template_id, for_update=True)
-    content = dict(template.content)
-    if not content.get("html") and not content.get("text"):
-        raise ValidationFailed("an email needs an HTML or a text body before it is published", field="email.html")
-    compile_email(content)
-    live = await session.scalar(
-        select(Template.id).where(
-            Template.event_type == template.event_type,
-            Template.channel == template.channel,
-            Template.state != TemplateState.DRAFT,
-            Template.id != template.id,
-        )
-    )
-    if live is not None:
-        raise Conflict(
-            f"template {live} is already live for '{template.event_type}' on {template.channel}; unpublish it first",
-            field="eventType",
-        )
-    number = (
-        await session.scalar(select(func.max(TemplateVersion.number)).where(TemplateVersion.template_id == template.id))
-        or 0
-    ) + 1
-    version = TemplateVersion(template_id=template.id, number=number, content=content)
-    session.add(version)
-    await session.flush()
-    template.live_version_id = version.id
-    if template.state == TemplateState.DRAFT:
-        template.state = TemplateState.PUBLISHED
-    template.updated_at = utcnow()
-    return version
+    if template.state != TemplateState.DRAFT:
+        raise Conflict(f"template {template_id} is {template.state}; unpublish it before deleting it", field="state")
+    template.deleted_at = utcnow()
+    audit.record(session, template.id, actor, "deleted")
 
 
-async def unpublish_template(session: AsyncSession, template_id: int) -> tuple[Template, int]:
+async def unpublish_template(session: AsyncSession, template_id: int, actor: str) -> tuple[Template, int]:
     """Take the template offline; its paused events go back to the queue and will fail routing."""
     template = await get_template(session, template_id, for_update=True)
+    audit.record(session, template.id, actor, "unpublished")
     template.state = TemplateState.DRAFT
     template.live_version_id = None
     template.updated_at = utcnow()
@@ -157,19 +127,21 @@ async def unpublish_template(session: AsyncSession, template_id: int) -> tuple[T
     return template, await _release_paused_events(session, template.id, "template unpublished")
 
 
-async def pause_template(session: AsyncSession, template_id: int) -> Template:
+async def pause_template(session: AsyncSession, template_id: int, actor: str) -> Template:
     template = await get_template(session, template_id, for_update=True)
     if template.state == TemplateState.DRAFT:
         raise Conflict("only a published template can be paused", field="state")
+    audit.record(session, template.id, actor, "paused")
     template.state = TemplateState.PAUSED
     template.updated_at = utcnow()
     return template
 
 
-async def resume_template(session: AsyncSession, template_id: int) -> tuple[Template, int]:
+async def resume_template(session: AsyncSession, template_id: int, actor: str) -> tuple[Template, int]:
     template = await get_template(session, template_id, for_update=True)
     if template.state == TemplateState.DRAFT:
         raise Conflict("only a paused template can be resumed; this one is not published", field="state")
+    audit.record(session, template.id, actor, "resumed")
     template.state = TemplateState.PUBLISHED
     template.updated_at = utcnow()
     await session.flush()

@@ -1,0 +1,176 @@
+"""What publishing checks: a broken template must never go live.
+
+Every variable a template reads must exist in the event type's JSON Schema (when it has one); the template must
+render against the event type's sample and every seed address, in every language; the subject must not render
+empty; the HTML must parse; links must be absolute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from liquid import BoundTemplate
+from lxml import etree
+from lxml import html as lxml_html
+
+from envoi.errors import Problem, TemplateSyntaxError
+from envoi.templates.design import EVENT_VARIABLES, CompiledTemplate, Design, RenderedEmail, render_context
+from envoi.templates.rendering import RenderError
+
+_ARRAY_PROPERTIES = frozenset({"first", "last", "size"})
+_LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel", "sms"})
+_STRICT_HTML = etree.HTMLParser(recover=False, no_network=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Event data to render with: the event type's sample, or a seed address's."""
+
+    label: str
+    ctx: Mapping[str, Any]
+    language: str | None = None
+    email: str | None = None
+    external_id: str | None = None
+
+
+def publish_problems(
+    design: Design, schema: Mapping[str, Any] | None, samples: Sequence[Sample]
+) -> tuple[list[Problem], CompiledTemplate | None]:
+    """Everything that stops this design from being published (empty: it may go live), and its compiled form."""
+    try:
+        compiled = CompiledTemplate(design)
+    except TemplateSyntaxError as error:
+        return [(error.field or "email", error.message)], None
+    problems: list[Problem] = []
+    if not any(design.email.get(k) for k in ("html", "mjml", "text")):
+        problems.append(("email.html", "an email needs an HTML, MJML or text body"))
+    problems += variable_problems(compiled, schema)
+    renders = [(sample, sample.language) for sample in samples]
+    renders += [(sample, language) for sample in samples[:1] for language in design.variants]
+    for sample, language in renders or [(Sample("no data", {}), None)]:
+        problems += _render_problems(compiled, sample, language)
+    return list(dict.fromkeys(problems)), compiled
+
+
+def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str | None) -> list[Problem]:
+    chosen = compiled.pick(language)
+    against = f"{sample.label}" + (f", in '{chosen}'" if compiled.design.variants else "")
+    context = render_context(sample.ctx, email=sample.email, external_id=sample.external_id, language=chosen)
+    try:
+        rendered = compiled.render(context, chosen)
+    except RenderError as error:
+        return [(error.field, f"fails to render with {against}: {error}")]
+    prefix = "email" if chosen == compiled.language else f"variants.{chosen}"
+    problems = []
+    if not rendered.subject:
+        problems.append((f"{prefix}.subject", f"the subject is empty with {against}"))
+    problems += [(f"{prefix}.html", f"{message} (with {against})") for message in html_problems(rendered)]
+    return problems
+
+
+def html_problems(rendered: RenderedEmail) -> list[str]:
+    if not rendered.html:
+        return []
+    try:
+        etree.fromstring(rendered.html, _STRICT_HTML)
+    except etree.XMLSyntaxError as error:
+        return [f"the HTML does not parse: {error.msg}"]
+    document = lxml_html.document_fromstring(rendered.html)
+    problems = []
+    hrefs = document.xpath("//a/@href | //area/@href")
+    for href in hrefs if isinstance(hrefs, list) else ():
+        link = str(href).strip()
+        if link.startswith("#"):
+            continue
+        scheme = urlsplit(link).scheme.lower()
+        if scheme not in _LINK_SCHEMES or (scheme in ("http", "https") and not urlsplit(link).netloc):
+            problems.append(f"the link '{link[:200]}' is not an absolute URL")
+    return problems
+
+
+def variable_problems(compiled: CompiledTemplate, schema: Mapping[str, Any] | None) -> list[Problem]:
+    """Variables read by the template that no event can have: unknown names, or ``ctx`` paths not in the schema."""
+    problems = []
+    for field, template, in_layout in _liquid_parts(compiled):
+        for name, variables in template.analyze(include_partials=True).globals.items():
+            for variable in variables:
+                segments = list(variable.segments)
+                where = f"snippets.{variable.span.template_name}" if variable.span.template_name else field
+                path = str(variable)
+                if name == "ctx":
+                    if schema is not None and not schema_has(schema, segments[1:], schema):
+                        problems.append((where, f"'{path}' is not in the event type's schema"))
+                elif name == "event":
+                    if len(segments) > 1 and segments[1] not in EVENT_VARIABLES:
+                        known = ", ".join(sorted(EVENT_VARIABLES))
+                        problems.append((where, f"'{path}' does not exist; event has {known}"))
+                elif not (name == "content" and in_layout):
+                    problems.append((where, f"'{path}' does not exist; event data is under ctx (ctx.{path})"))
+    return problems
+
+
+def _liquid_parts(compiled: CompiledTemplate) -> Iterator[tuple[str, BoundTemplate, bool]]:
+    seen: set[int] = set()
+    for email in compiled.emails.values():
+        body = "mjml" if email.mjml else "html"
+        for field, part, in_layout in (
+            (f"{email.prefix}.from", email.sender, False),
+            (f"{email.prefix}.replyTo", email.reply_to, False),
+            (f"{email.prefix}.subject", email.subject, False),
+            (f"{email.prefix}.{body}", email.body, False),
+            (f"{email.prefix}.text", email.text, False),
+            (f"layout.{body}", email.layout_body, True),
+            ("layout.text", email.layout_text, True),
+        ):
+            if isinstance(part, BoundTemplate) and id(part) not in seen:
+                seen.add(id(part))
+                yield field, part, in_layout
+
+
+def schema_has(node: Any, path: Sequence[Any], root: Mapping[str, Any]) -> bool:
+    """Whether a value at ``path`` (keys and indexes under ctx) can exist in data valid against the schema."""
+    if not isinstance(node, Mapping) or not path:
+        return True
+    if isinstance(node.get("$ref"), str):
+        return schema_has(_resolve(node["$ref"], root), path, root)
+    branches = [b for key in ("allOf", "anyOf", "oneOf") for b in node.get(key) or ()]
+    if branches and any(schema_has(branch, path, root) for branch in branches):
+        return True
+    segment, rest = path[0], path[1:]
+    if not isinstance(segment, str | int):
+        return True  # a computed key (ctx.items[i]): cannot be known before rendering
+    types = node.get("type")
+    types = {types} if isinstance(types, str) else set(types or ())
+    if "array" in types or "items" in node:
+        if isinstance(segment, int) or segment in ("first", "last"):
+            return schema_has(node.get("items", {}), rest, root)
+        if segment == "size":
+            return not rest
+    if segment == "size" and not rest and types & {"string", "object"}:
+        return True
+    properties = node.get("properties")
+    if isinstance(properties, Mapping) and segment in properties:
+        return schema_has(properties[segment], rest, root)
+    for pattern, subschema in (node.get("patternProperties") or {}).items():
+        if isinstance(segment, str) and re.search(pattern, segment):
+            return schema_has(subschema, rest, root)
+    additional = node.get("additionalProperties")
+    if isinstance(additional, Mapping):
+        return schema_has(additional, rest, root)
+    if properties is not None or additional is False or branches:
+        return False
+    # No properties declared: a free-form object, unless the schema says it is a scalar.
+    return not (types and not types & {"object", "array"})
+
+
+def _resolve(ref: str, root: Mapping[str, Any]) -> Any:
+    if not ref.startswith("#"):
+        return {}  # a remote schema: not fetched, anything goes
+    node: Any = root
+    for part in ref.lstrip("#/").split("/") if ref != "#" else ():
+        node = node.get(part.replace("~1", "/").replace("~0", "~"), {}) if isinstance(node, Mapping) else {}
+    return node

@@ -1,0 +1,141 @@
+"""Testing a template before it goes live: preview it with some data, and send proofs to its seed addresses.
+
+A proof is rendered from the draft exactly as an event would be, marked (subject prefix, ``X-Envoi-Proof``
+header) and sent straight through the email channel: it is not an event and no message row counts it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.channels.base import Attachment, EmailMessage
+from envoi.errors import Problem, RenderFailed, ValidationFailed
+from envoi.events.models import EventType
+from envoi.templates.checks import html_problems, variable_problems
+from envoi.templates.design import CompiledTemplate, Design, RenderedEmail, render_context
+from envoi.templates.layouts import draft_design
+from envoi.templates.models import SeedAddress, Template
+from envoi.templates.rendering import RenderError
+from envoi.templates.schemas import PreviewIn
+from envoi.templates.seeds import event_data, get_seed, list_seeds
+from envoi.templates.versions import get_version
+
+PROOF_HEADER = "X-Envoi-Proof"
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    version: int | None
+    data: str
+    rendered: RenderedEmail
+    warnings: list[Problem]
+
+
+async def _event_type(session: AsyncSession, name: str) -> tuple[Mapping[str, Any] | None, dict[str, Any] | None]:
+    row = (await session.execute(select(EventType.json_schema, EventType.sample).where(EventType.name == name))).one()
+    return row[0], row[1]
+
+
+async def preview(session: AsyncSession, template: Template, data: PreviewIn) -> Preview:
+    """The draft (or a version) rendered with a seed's data, inline data or the event type's sample."""
+    if data.version is not None:
+        design = Design.of_version((await get_version(session, template.id, data.version)).content)
+    else:
+        design = await draft_design(session, template)
+    schema, sample = await _event_type(session, template.event_type)
+    email, external_id, language = data.email, data.external_id, data.language
+    ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
+    if data.seed_id is not None:
+        seed = await get_seed(session, template.id, data.seed_id)
+        label, ctx = f"seed '{seed.label}'", seed.ctx if seed.ctx is not None else sample or {}
+        email, external_id = email or seed.address, external_id or seed.external_id
+        language = language or seed.language
+    elif ctx is not None:
+        label = "the ctx given"
+    else:
+        label, ctx = "the event type's sample", sample or {}
+    compiled = CompiledTemplate(design)
+    rendered = render(compiled, ctx, language=language, email=email, external_id=external_id)
+    warnings = variable_problems(compiled, schema) + [("html", message) for message in html_problems(rendered)]
+    return Preview(data.version, label, rendered, warnings)
+
+
+def render(
+    compiled: CompiledTemplate,
+    ctx: Mapping[str, Any],
+    *,
+    language: str | None,
+    email: str | None,
+    external_id: str | None,
+) -> RenderedEmail:
+    chosen = compiled.pick(language)
+    context = render_context(ctx, email=email, external_id=external_id, language=chosen)
+    try:
+        return compiled.render(context, chosen)
+    except RenderError as error:
+        raise RenderFailed(str(error), field=error.field, details=error.details()) from None
+
+
+@dataclass(slots=True)
+class Proof:
+    seed: SeedAddress
+    ctx: Mapping[str, Any]
+    message: EmailMessage | None = None
+    language: str | None = None
+    error: str | None = None
+    failure: Literal["render_failed", "failed"] | None = None  # why it was not sent
+
+
+async def prepare_proofs(
+    session: AsyncSession, template: Template, seed_ids: list[int] | None, *, message_id_domain: str
+) -> list[Proof]:
+    """Each chosen seed's proof, rendered from the draft; one that fails to render says why and is not sent."""
+    seeds = await list_seeds(session, template.id)
+    if seed_ids is not None:
+        unknown = set(seed_ids) - {seed.id for seed in seeds}
+        if unknown:
+            raise ValidationFailed(f"template {template.id} has no seed address {min(unknown)}", field="seedIds")
+        seeds = [seed for seed in seeds if seed.id in set(seed_ids)]
+    if not seeds:
+        raise ValidationFailed(
+            "add a seed address to the template first; proofs go to its seed addresses", field="seedIds"
+        )
+    compiled = CompiledTemplate(await draft_design(session, template))
+    _, sample = await _event_type(session, template.event_type)
+    proofs = []
+    for seed in seeds:
+        proof = Proof(seed, seed.ctx if seed.ctx is not None else sample or {})
+        try:
+            rendered = render(
+                compiled, proof.ctx, language=seed.language, email=seed.address, external_id=seed.external_id
+            )
+        except RenderFailed as error:
+            proof.error, proof.failure = error.message, "render_failed"
+        else:
+            proof.language = rendered.language
+            proof.message = proof_message(rendered, seed.address, message_id_domain)
+        proofs.append(proof)
+    return proofs
+
+
+def proof_message(
+    rendered: RenderedEmail, address: str, domain: str, attachments: tuple[Attachment, ...] = ()
+) -> EmailMessage:
+    return EmailMessage(
+        ref=0,
+        sender=rendered.sender,
+        to=address,
+        subject=f"[Proof] {rendered.subject}",
+        html=rendered.html,
+        text=rendered.text,
+        reply_to=rendered.reply_to,
+        message_id=f"<proof.{uuid.uuid4().hex}@{domain}>",
+        headers={PROOF_HEADER: "yes"},
+        attachments=attachments,
+    )

@@ -1,0 +1,139 @@
+"""REST: testing a template before it goes live: seed addresses, preview and proofs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.channels.base import Failed, Outcome, Retry, Sent
+from envoi.outbound import OutboundError
+from envoi.runtime import Runtime
+from envoi.templates import audit, seeds
+from envoi.templates.api import TemplateId, actor_of
+from envoi.templates.attachments import attachment_urls, fetch_attachments
+from envoi.templates.models import SeedAddress
+from envoi.templates.proofs import Proof, prepare_proofs, preview
+from envoi.templates.schemas import PreviewIn, PreviewOut, ProblemOut, ProofIn, ProofOut, SeedIn, SeedOut
+from envoi.templates.service import get_template
+
+router = APIRouter(prefix="/api/v1/templates", tags=["templates: testing"])
+SeedId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _seed_out(seed: SeedAddress) -> SeedOut:
+    return SeedOut(
+        id=seed.id,
+        label=seed.label,
+        address=seed.address,
+        external_id=seed.external_id,
+        language=seed.language,
+        ctx=seed.ctx,
+    )
+
+
+@router.get("/{template_id}/seeds", response_model=list[SeedOut])
+async def list_seeds(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> list[SeedOut]:
+    async with runtime.transaction() as session:
+        await get_template(session, template_id)
+        return [_seed_out(seed) for seed in await seeds.list_seeds(session, template_id)]
+
+
+@router.post("/{template_id}/seeds", status_code=201, response_model=SeedOut)
+async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, _key: ApiKeyId) -> SeedOut:
+    """A test recipient with its sample data (JSON `ctx` or Adobe-style `ctxXml`; neither: the event type's
+    sample). Publishing renders the template for every seed and refuses if any fails."""
+    async with runtime.transaction() as session:
+        template = await get_template(session, template_id)
+        return _seed_out(await seeds.save_seed(session, template, data))
+
+
+@router.put("/{template_id}/seeds/{seed_id}", response_model=SeedOut)
+async def replace_seed(
+    template_id: TemplateId, seed_id: SeedId, data: SeedIn, runtime: RuntimeDep, _key: ApiKeyId
+) -> SeedOut:
+    async with runtime.transaction() as session:
+        template = await get_template(session, template_id)
+        return _seed_out(await seeds.save_seed(session, template, data, seed_id))
+
+
+@router.delete("/{template_id}/seeds/{seed_id}", status_code=204)
+async def delete_seed(template_id: TemplateId, seed_id: SeedId, runtime: RuntimeDep, _key: ApiKeyId) -> None:
+    async with runtime.transaction() as session:
+        await seeds.delete_seed(session, template_id, seed_id)
+
+
+@router.post("/{template_id}/preview", response_model=PreviewOut)
+async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: RuntimeDep, _key: ApiKeyId) -> PreviewOut:
+    """Render the draft (or `version`) without sending anything. A template that fails answers 422
+    `render_failed` with the field, `line` and `expression`; `warnings` lists what publishing would refuse."""
+    async with runtime.transaction() as session:
+        template = await get_template(session, template_id)
+        result = await preview(session, template, data)
+    rendered = result.rendered
+    return PreviewOut(
+        version=result.version,
+        data=result.data,
+        language=rendered.language,
+        sender=rendered.sender,
+        reply_to=rendered.reply_to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        warnings=[ProblemOut(field=field, message=message) for field, message in result.warnings],
+    )
+
+
+@router.post("/{template_id}/proof", response_model=list[ProofOut])
+async def send_proofs(
+    template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId, data: ProofIn | None = None
+) -> list[ProofOut]:
+    """Send the draft to its seed addresses now, as the recipient would get it, marked as a proof
+    (`[Proof]` subject prefix, `X-Envoi-Proof` header). Proofs are not events: no statistics count them; the
+    template's audit trail lists each one."""
+    async with runtime.transaction() as session:
+        template = await get_template(session, template_id)
+        proofs = await prepare_proofs(
+            session,
+            template,
+            data.seed_ids if data else None,
+            message_id_domain=runtime.settings.message_id_domain,
+        )
+    await asyncio.gather(*(_attach(runtime, proof) for proof in proofs))
+    sendable = [p for p in proofs if p.message is not None]
+    outcomes = await runtime.channels["email"].send_many([p.message for p in sendable if p.message])
+    results = {id(p): _proof_out(p, o) for p, o in zip(sendable, outcomes, strict=True)}
+    out = [results.get(id(p)) or _proof_out(p, None) for p in proofs]
+    async with runtime.transaction() as session:
+        for result in out:
+            audit.record(session, template_id, actor_of(key), "proof_sent", result.model_dump(by_alias=True))
+    return out
+
+
+async def _attach(runtime: Runtime, proof: Proof) -> None:
+    if proof.message is None:
+        return
+    try:
+        urls = attachment_urls(proof.ctx)
+        if urls:
+            files = await fetch_attachments(runtime.outbound, urls)
+            proof.message = dataclasses.replace(proof.message, attachments=files)
+    except (ValueError, OutboundError) as error:
+        proof.message, proof.failure = None, "failed"
+        proof.error = f"attachment: {error.reason if isinstance(error, OutboundError) else error}"
+
+
+def _proof_out(proof: Proof, outcome: Outcome | None) -> ProofOut:
+    seed = proof.seed
+    out = ProofOut(seed_id=seed.id, label=seed.label, address=seed.address, language=proof.language, status="sent")
+    if outcome is None:
+        out.status, out.error = proof.failure or "failed", proof.error
+    elif isinstance(outcome, Sent):
+        out.provider_id = outcome.provider_id
+    else:
+        out.status = "failed"
+        out.error = outcome.reason if isinstance(outcome, Failed | Retry) else f"address refused: {outcome.reason}"
+    return out
