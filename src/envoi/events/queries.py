@@ -81,6 +81,7 @@ def _message_out(message: Message, versions: dict[int, TemplateVersion]) -> Mess
         attempts=message.attempts,
         error=message.error,
         template_version=version.number if version else None,
+        language=message.language,
         created_at=message.created_at,
         sent_at=message.sent_at,
     )

@@ -87,6 +87,7 @@ class MessageOut(_Model):
     attempts: int
     error: str | None
     template_version: int | None = Field(alias="templateVersion")
+    language: str | None = Field(description="The template's language variant it was rendered in.")
     created_at: datetime = Field(alias="createdAt")
     sent_at: datetime | None = Field(alias="sentAt")
 

@@ -75,12 +75,12 @@ def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str |
 def html_problems(rendered: RenderedEmail) -> list[str]:
     if not rendered.html:
         return []
+    problems = []
     try:
         etree.fromstring(rendered.html, _STRICT_HTML)
     except etree.XMLSyntaxError as error:
-        return [f"the HTML does not parse: {error.msg}"]
+        problems.append(f"the HTML does not parse: {error.msg}")
     document = lxml_html.document_fromstring(rendered.html)
-    problems = []
     hrefs = document.xpath("//a/@href | //area/@href")
     for href in hrefs if isinstance(hrefs, list) else ():
         link = str(href).strip()
@@ -161,7 +161,7 @@ def schema_has(node: Any, path: Sequence[Any], root: Mapping[str, Any]) -> bool:
     additional = node.get("additionalProperties")
     if isinstance(additional, Mapping):
         return schema_has(additional, rest, root)
-    if properties is not None or additional is False or branches:
+    if properties is not None or additional is False or branches or node.get("patternProperties"):
         return False
     # No properties declared: a free-form object, unless the schema says it is a scalar.
     return not (types and not types & {"object", "array"})
