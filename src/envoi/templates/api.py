@@ -188,7 +188,7 @@ async def audit_trail(
 ) -> list[AuditEntryOut]:
     """Who created, changed, published, rolled back, paused, proofed or deleted it, newest first."""
     async with runtime.transaction() as session:
-        await service.get_template(session, template_id)
+        await service.get_template(session, template_id, deleted=True)
         entries = await audit.trail(session, template_id, limit=limit)
     return [AuditEntryOut(at=e.at, actor=e.actor, action=e.action, details=e.details) for e in entries]
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from liquid import BoundTemplate
+from liquid.exceptions import LiquidError, TemplateNotFoundError
 from lxml import etree
 from lxml import html as lxml_html
 
@@ -96,7 +97,15 @@ def variable_problems(compiled: CompiledTemplate, schema: Mapping[str, Any] | No
     """Variables read by the template that no event can have: unknown names, or ``ctx`` paths not in the schema."""
     problems = []
     for field, template, in_layout in _liquid_parts(compiled):
-        for name, variables in template.analyze(include_partials=True).globals.items():
+        try:
+            analysis = template.analyze(include_partials=True)
+        except TemplateNotFoundError as error:
+            problems.append((field, f"snippet '{error.message}' does not exist"))
+            continue
+        except LiquidError as error:  # a snippet that does not compile
+            problems.append((field, f"a snippet it renders is broken: {error.message}"))
+            continue
+        for name, variables in analysis.globals.items():
             for variable in variables:
                 segments = list(variable.segments)
                 where = f"snippets.{variable.span.template_name}" if variable.span.template_name else field

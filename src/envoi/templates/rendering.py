@@ -8,7 +8,7 @@ from typing import Any
 
 from liquid import BoundTemplate as Template
 from liquid import DictLoader, Environment
-from liquid.exceptions import LiquidError
+from liquid.exceptions import LiquidError, TemplateNotFoundError
 from liquid.loader import TemplateSource
 
 from envoi.errors import TemplateSyntaxError
@@ -84,8 +84,9 @@ class Liquid:
             source = error.token.source if error.token is not None else ""
             snippet = next((name for name, text in self.snippets.items() if text == source and source), None)
             line, expression = locate(source, error)
+            found = isinstance(error, TemplateNotFoundError)
             raise RenderError(
-                str(error.message or error),
+                f"snippet '{error.message}' does not exist" if found else str(error.message or error),
                 field=f"snippets.{snippet}" if snippet else field,
                 line=line if source else None,
                 expression=expression,

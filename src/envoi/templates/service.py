@@ -73,8 +73,13 @@ def convert_adobe(data: TemplateIn) -> tuple[TemplateIn, list[tuple[str, str]]]:
     return data.model_copy(update={"email": EmailContent.model_validate(content)}), left
 
 
-async def get_template(session: AsyncSession, template_id: int, *, for_update: bool = False) -> Template:
-    query = select(Template).where(Template.id == template_id, Template.deleted_at.is_(None))
+async def get_template(
+    session: AsyncSession, template_id: int, *, for_update: bool = False, deleted: bool = False
+) -> Template:
+    """The template; with ``deleted``, also one that was deleted (for its audit trail)."""
+    query = select(Template).where(Template.id == template_id)
+    if not deleted:
+        query = query.where(Template.deleted_at.is_(None))
     if for_update:
         query = query.with_for_update()
     template = await session.scalar(query)
@@ -119,6 +124,8 @@ async def delete_template(session: AsyncSession, template_id: int, actor: str) -
 async def unpublish_template(session: AsyncSession, template_id: int, actor: str) -> tuple[Template, int]:
     """Take the template offline; its paused events go back to the queue and will fail routing."""
     template = await get_template(session, template_id, for_update=True)
+    if template.state == TemplateState.DRAFT:
+        raise Conflict(f"template {template_id} is not published", field="state")
     audit.record(session, template.id, actor, "unpublished")
     template.state = TemplateState.DRAFT
     template.live_version_id = None
