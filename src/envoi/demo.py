@@ -1,4 +1,5 @@
-"""Demo data loaded once into a new installation: three event types, each with a published email."""
+"""Demo data loaded once into a new installation: three event types, each with a published email and a seed
+address; the order confirmation also has a French variant and uses the shop's layout and footer snippet."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.db.meta import get_meta, set_meta
 from envoi.events.schemas import EventTypeIn
 from envoi.events.types import create_event_type
-from envoi.templates.schemas import EmailContent, TemplateIn
+from envoi.templates.layouts import save_layout, save_snippet
+from envoi.templates.models import Template
+from envoi.templates.schemas import SeedIn, TemplateIn
+from envoi.templates.seeds import save_seed
 from envoi.templates.service import create_template
 from envoi.templates.versions import publish_template
 
@@ -26,6 +30,24 @@ _ORDER_TEXT = """Thank you, {{ ctx.firstName }}!
 Your order {{ ctx.orderId }} is confirmed.
 {% for item in ctx.items %}- {{ item.quantity }} x {{ item.name }}: {{ item.price }}
 {% endfor %}Total: {{ ctx.total }}"""
+
+_LAYOUT_HTML = """<div style="font-family: sans-serif; max-width: 600px; margin: auto">
+{{ content }}
+<hr>
+{% render 'footer' %}
+</div>"""
+_FOOTER = (
+    '<p style="color: #888; font-size: 12px">Envoi Demo Shop · <a href="https://shop.example.com/help">Help</a></p>'
+)
+
+_ORDER_FR = {
+    "subject": "Votre commande {{ ctx.orderId }} est confirmée",
+    "html": """<h1>Merci, {{ ctx.firstName }} !</h1>
+<p>Votre commande <strong>{{ ctx.orderId }}</strong> est confirmée.</p>
+<p>Total : {{ ctx.total }}</p>""",
+    "text": "Merci, {{ ctx.firstName }} !\nVotre commande {{ ctx.orderId }} est confirmée.\nTotal : {{ ctx.total }}",
+}
+_SEED = {"label": "Ada (demo)", "address": "ada@example.com"}
 
 DEMO: list[dict[str, Any]] = [
     {
@@ -49,12 +71,25 @@ DEMO: list[dict[str, Any]] = [
                 "items": [{"name": "Notebook", "quantity": 2, "price": "€21.00"}],
             },
         },
-        "email": {
-            "from": SENDER,
-            "subject": "Your order {{ ctx.orderId }} is confirmed",
-            "html": _ORDER_HTML,
-            "text": _ORDER_TEXT,
+        "template": {
+            "layout": "shop",
+            "email": {
+                "from": SENDER,
+                "subject": "Your order {{ ctx.orderId }} is confirmed",
+                "html": _ORDER_HTML,
+                "text": _ORDER_TEXT,
+            },
+            "variants": {"fr": _ORDER_FR},
         },
+        "seeds": [
+            _SEED,
+            {
+                "label": "Amélie (fr)",
+                "address": "amelie@example.com",
+                "language": "fr",
+                "ctx": {"firstName": "Amélie", "orderId": "A-2077", "total": "18,50 €", "items": []},
+            },
+        ],
     },
     {
         "type": {
@@ -67,14 +102,17 @@ DEMO: list[dict[str, Any]] = [
             },
             "sample": {"firstName": "Ada", "resetUrl": "https://shop.example.com/reset?token=demo"},
         },
-        "email": {
-            "from": SENDER,
-            "subject": "Reset your password",
-            "html": '<p>Hello {{ ctx.firstName }},</p><p><a href="{{ ctx.resetUrl }}">Choose a new password</a>. '
-            "The link works for one hour.</p>",
-            "text": "Hello {{ ctx.firstName }},\nChoose a new password: {{ ctx.resetUrl }}\n"
-            "The link works for one hour.",
+        "template": {
+            "email": {
+                "from": SENDER,
+                "subject": "Reset your password",
+                "html": '<p>Hello {{ ctx.firstName }},</p><p><a href="{{ ctx.resetUrl }}">Choose a new password</a>. '
+                "The link works for one hour.</p>",
+                "text": "Hello {{ ctx.firstName }},\nChoose a new password: {{ ctx.resetUrl }}\n"
+                "The link works for one hour.",
+            },
         },
+        "seeds": [_SEED],
     },
     {
         "type": {
@@ -82,12 +120,15 @@ DEMO: list[dict[str, Any]] = [
             "label": "Cart abandonment",
             "sample": {"firstName": "Ada", "cartUrl": "https://shop.example.com/cart", "itemCount": 3},
         },
-        "email": {
-            "from": SENDER,
-            "subject": "{{ ctx.firstName | default: 'Hello' }}, your cart is waiting",
-            "html": '<p>You left {{ ctx.itemCount }} items in <a href="{{ ctx.cartUrl }}">your cart</a>.</p>',
-            "text": "You left {{ ctx.itemCount }} items in your cart: {{ ctx.cartUrl }}",
+        "template": {
+            "email": {
+                "from": SENDER,
+                "subject": "{{ ctx.firstName | default: 'Hello' }}, your cart is waiting",
+                "html": '<p>You left {{ ctx.itemCount }} items in <a href="{{ ctx.cartUrl }}">your cart</a>.</p>',
+                "text": "You left {{ ctx.itemCount }} items in your cart: {{ ctx.cartUrl }}",
+            },
         },
+        "seeds": [_SEED],
     },
 ]
 
@@ -96,19 +137,17 @@ async def load_demo_data(session: AsyncSession) -> bool:
     """Loads once per database; returns whether it did."""
     if await get_meta(session, "demo_loaded"):
         return False
+    await save_snippet(session, "footer", _FOOTER)
+    await save_layout(session, "shop", html=_LAYOUT_HTML, mjml=None, text="{{ content }}\n--\nEnvoi Demo Shop")
     for entry in DEMO:
         event_type = EventTypeIn.model_validate(entry["type"])
         await create_event_type(session, event_type)
-        template = await create_template(
-            session,
-            TemplateIn(
-                name=event_type.label,
-                event_type=event_type.name,
-                channel="email",
-                email=EmailContent.model_validate(entry["email"]),
-            ),
-            actor="demo",
+        data = TemplateIn.model_validate(
+            {"name": event_type.label, "eventType": event_type.name, "channel": "email", **entry["template"]}
         )
+        template: Template = await create_template(session, data, actor="demo")
+        for seed in entry["seeds"]:
+            await save_seed(session, template, SeedIn.model_validate(seed))
         await publish_template(session, template.id, actor="demo")
     await set_meta(session, "demo_loaded", "1")
     return True

@@ -80,10 +80,14 @@ async def test_every_problem_is_listed_at_once(api: httpx.AsyncClient) -> None:
         subject="{{ ctx.title }}",
         html='<p>Hello <b>you</p> <a href="/account">account</a> <a href="{{ ctx.url }}">ok</a> <a href="#top">top</a>',
     )
+    seed = {"label": "qa", "address": "qa@example.com", "ctx": {"orderId": "Q", "title": "Yours", "url": "/rel"}}
+    assert (await api.post(f"/api/v1/templates/{template_id}/seeds", json=seed)).status_code == 201
     messages = {e["message"] for e in await refused(api, template_id)}
-    assert "the subject is empty with the event type's sample" in messages
+    assert "the subject is empty (with the event type's sample)" in messages  # the seed has a title
     assert any(m.startswith("the HTML does not parse: Opening and ending tag mismatch") for m in messages)
-    assert "the link '/account' is not an absolute URL (with the event type's sample)" in messages
+    # A problem found with several seeds is listed once, naming them all.
+    assert "the link '/account' is not an absolute URL (with the event type's sample; seed 'qa')" in messages
+    assert "the link '/rel' is not an absolute URL (with seed 'qa')" in messages
     assert not any("shop.example.com" in m or "#top" in m for m in messages)
 
 

@@ -52,24 +52,27 @@ def publish_problems(
     problems += variable_problems(compiled, schema)
     renders = [(sample, sample.language) for sample in samples]
     renders += [(sample, language) for sample in samples[:1] for language in design.variants]
+    found: dict[Problem, list[str]] = {}  # the same problem with several seeds is listed once, naming them all
     for sample, language in renders or [(Sample("no data", {}), None)]:
-        problems += _render_problems(compiled, sample, language)
+        chosen = compiled.pick(language)
+        against = f"{sample.label}" + (f", in '{chosen}'" if design.variants else "")
+        for problem in _render_problems(compiled, sample, chosen):
+            found.setdefault(problem, []).append(against)
+    problems += [(field, f"{message} (with {'; '.join(against)})") for (field, message), against in found.items()]
     return list(dict.fromkeys(problems)), compiled
 
 
-def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str | None) -> list[Problem]:
-    chosen = compiled.pick(language)
-    against = f"{sample.label}" + (f", in '{chosen}'" if compiled.design.variants else "")
-    context = render_context(sample.ctx, email=sample.email, external_id=sample.external_id, language=chosen)
+def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str) -> list[Problem]:
+    context = render_context(sample.ctx, email=sample.email, external_id=sample.external_id, language=language)
     try:
-        rendered = compiled.render(context, chosen)
+        rendered = compiled.render(context, language)
     except RenderError as error:
-        return [(error.field, f"fails to render with {against}: {error}")]
-    prefix = "email" if chosen == compiled.language else f"variants.{chosen}"
+        return [(error.field, f"fails to render: {error}")]
+    prefix = "email" if language == compiled.language else f"variants.{language}"
     problems = []
     if not rendered.subject:
-        problems.append((f"{prefix}.subject", f"the subject is empty with {against}"))
-    problems += [(f"{prefix}.html", f"{message} (with {against})") for message in html_problems(rendered)]
+        problems.append((f"{prefix}.subject", "the subject is empty"))
+    problems += [(f"{prefix}.html", message) for message in html_problems(rendered)]
     return problems
 
 
