@@ -178,3 +178,22 @@ async def test_publishing_refuses_a_missing_snippet(api: httpx.AsyncClient) -> N
 
     await save_snippet(api, "legal", "Terms apply")
     assert (await api.post(f"/api/v1/templates/{template['id']}/publish")).json() == {"version": 1}
+
+
+async def test_an_mjml_body_needs_an_mjml_layout(api: httpx.AsyncClient) -> None:
+    mjml = "<mj-section><mj-column><mj-text>Hello {{ ctx.firstName }}</mj-text></mj-column></mj-section>"
+    template = await branded_draft(api, html="", mjml=mjml)
+    problem = {"field": "layout", "message": "layout 'brand' has no mjml part for the mjml body"}
+    refused = await api.post(f"/api/v1/templates/{template['id']}/publish")
+    assert refused.status_code == 422 and problem in refused.json()["error"]["errors"]
+
+    await save_layout(api, "brand", LAYOUT_V1 | {"mjml": "<mjml><mj-body>{{ content }}</mj-body></mjml>"})
+    shown = await preview(api, template["id"])
+    assert shown["warnings"] == [] and "Hello Ada" in shown["html"] and "<mj-" not in shown["html"]
+    assert (await api.post(f"/api/v1/templates/{template['id']}/publish")).status_code == 200
+
+
+async def test_a_text_part_written_from_a_layout_is_not_indented(api: httpx.AsyncClient) -> None:
+    template = await branded_draft(api, text="")
+    await save_layout(api, "brand", {"html": "<div><div>{{ content }}</div></div>"})
+    assert (await preview(api, template["id"]))["text"] == "Hello Ada\n\nShop Inc. v1\n"

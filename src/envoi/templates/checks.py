@@ -49,6 +49,7 @@ def publish_problems(
     problems: list[Problem] = []
     if not any(design.email.get(k) for k in ("html", "mjml", "text")):
         problems.append(("email.html", "an email needs an HTML, MJML or text body"))
+    problems += layout_problems(design)
     problems += variable_problems(compiled, schema)
     renders = [(sample, sample.language) for sample in samples]
     renders += [(sample, language) for sample in samples[:1] for language in design.variants]
@@ -60,6 +61,20 @@ def publish_problems(
             found.setdefault(problem, []).append(against)
     problems += [(field, f"{message} (with {'; '.join(against)})") for (field, message), against in found.items()]
     return list(dict.fromkeys(problems)), compiled
+
+
+def layout_problems(design: Design) -> list[Problem]:
+    """A layout must have a part for each kind of body the template has (an MJML body needs an MJML layout)."""
+    if design.layout is None:
+        return []
+    problems = []
+    for language in (design.language, *design.variants):
+        email = design.email_in(language)
+        for kind in ("html", "mjml"):
+            if email.get(kind) and not design.layout.get(kind):
+                name = design.layout["name"]
+                problems.append(("layout", f"layout '{name}' has no {kind} part for the {kind} body"))
+    return list(dict.fromkeys(problems))
 
 
 def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str) -> list[Problem]:

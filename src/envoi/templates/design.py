@@ -13,6 +13,7 @@ from typing import Any
 import css_inline
 import mjml
 from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 from liquid import BoundTemplate
 from markupsafe import Markup
@@ -22,7 +23,7 @@ from envoi.templates.rendering import Liquid, RenderError
 
 EVENT_VARIABLES = frozenset({"id", "type", "email", "mobilePhone", "externalId", "origin", "language"})
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True, keep_link_tags=True)
-_TEXT_CONFIG = ParserConfig(display_links=True)
+_TEXT_CONFIG = ParserConfig(display_links=True, css=CSS_PROFILES["strict"])  # "relaxed" indents every <div>
 
 Part = BoundTemplate | str  # a str is literal text with no Liquid in it
 

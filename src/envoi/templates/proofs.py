@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.channels.base import Attachment, EmailMessage
 from envoi.errors import Problem, RenderFailed, ValidationFailed
 from envoi.events.models import EventType
-from envoi.templates.checks import html_problems, variable_problems
+from envoi.templates.checks import html_problems, layout_problems, variable_problems
 from envoi.templates.design import CompiledTemplate, Design, RenderedEmail, render_context
 from envoi.templates.layouts import draft_design
 from envoi.templates.models import SeedAddress, Template
@@ -62,7 +62,8 @@ async def preview(session: AsyncSession, template: Template, data: PreviewIn) ->
         label, ctx = "the event type's sample", sample or {}
     compiled = CompiledTemplate(design)
     rendered = render(compiled, ctx, language=language, email=email, external_id=external_id)
-    warnings = variable_problems(compiled, schema) + [("html", message) for message in html_problems(rendered)]
+    warnings = layout_problems(design) + variable_problems(compiled, schema)
+    warnings += [("html", message) for message in html_problems(rendered)]
     return Preview(data.version, label, rendered, warnings)
 
 
