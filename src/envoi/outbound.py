@@ -23,10 +23,10 @@ from pathlib import Path
 import httpcore
 import httpx
 
+from envoi.channels.base import media_type, safe_filename
+
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -240,7 +240,7 @@ def _seconds(retry_after: str | None) -> float | None:
     """Retry-After in seconds, from either of its forms (delay in seconds, or HTTP date)."""
     if not retry_after:
         return None
-    if retry_after.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", retry_after.strip()):
         return float(retry_after)
     try:
         moment = parsedate_to_datetime(retry_after)
@@ -259,12 +259,11 @@ def _filename(disposition: str | None, url: httpx.URL) -> str:
         name = parsed.get_filename()
     if not name:
         name = url.path.rsplit("/", 1)[-1]
-    name = _UNSAFE_NAME.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    return name if name not in ("", ".", "..") else "attachment"
+    return safe_filename(name)
 
 
 def _content_type(header: str | None, filename: str) -> str:
-    media_type = (header or "").split(";", 1)[0].strip().lower()
-    if _MEDIA_TYPE.fullmatch(media_type) and media_type != "application/octet-stream":
-        return media_type
+    found = media_type(header)
+    if found and found != "application/octet-stream":
+        return found
     return mimetypes.guess_type(filename, strict=False)[0] or "application/octet-stream"

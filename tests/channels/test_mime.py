@@ -134,7 +134,7 @@ def test_filename_and_type_cannot_inject_headers() -> None:
         EmailMessage(
             ref=1, sender="a@example.com", to="b@example.com", subject="s", text="x",
             attachments=(
-                Attachment('x.pdf"\r\nBcc: victim@example.com\r\n\r\nboom\\', "text/plain\r\nBcc: v@example.com", b"1"),
+                Attachment('x.pdf"\r\nBcc: victim@example.com\r\n\r\nboom', "text/plain\r\nBcc: v@example.com", b"1"),
             ),
         )
     )  # fmt: skip
@@ -157,3 +157,14 @@ def test_very_long_filename_is_shortened_keeping_its_extension() -> None:
     )  # fmt: skip
     [attachment] = parsed.iter_attachments()
     assert attachment.get_filename() == "r" * 251 + ".pdf"
+
+
+def test_an_attachment_name_is_never_a_path() -> None:
+    names = ["../../etc/x.pdf", "C:\\Users\\me\\y.pdf", "..", "dir/", ' "quoted".pdf ']
+    assert [Attachment(n, "application/pdf", b"").filename for n in names] == [
+        "x.pdf",
+        "y.pdf",
+        "attachment",
+        "attachment",
+        "quoted.pdf",
+    ]

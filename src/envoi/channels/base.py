@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def media_type(value: str | None) -> str | None:
+    """A bare media type such as ``application/pdf`` (parameters dropped), or None if it is not one."""
+    found = (value or "").split(";", 1)[0].strip().lower()
+    return found if _MEDIA_TYPE.fullmatch(found) else None
+
+
+def safe_filename(name: str) -> str:
+    """A file's own name, which cannot break out of a header or a folder: the last path segment, without
+    control characters, quotes or backslashes, at most 255 characters (keeping the extension)."""
+    name = _UNSAFE_FILENAME.sub("", name.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if name in ("", ".", ".."):
+        return "attachment"
+    if len(name) > 255:
+        root, dot, extension = name.rpartition(".")
+        keep = f"{dot}{extension}" if root and len(extension) <= 16 else ""
+        name = name[: 255 - len(keep)] + keep
+    return name
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file sent with an email; ``content_type`` is a bare media type such as ``application/pdf``."""
+    """A file sent with an email. The name and media type are made safe for headers when it is built."""
 
     filename: str
     content_type: str
     data: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filename", safe_filename(self.filename))
+        object.__setattr__(self, "content_type", media_type(self.content_type) or "application/octet-stream")
 
 
 @dataclass(frozen=True, slots=True)

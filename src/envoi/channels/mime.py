@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import time
 import uuid
 from email.utils import formataddr, formatdate, parseaddr
@@ -19,8 +18,6 @@ from urllib.parse import quote
 from envoi.channels.base import Attachment, EmailMessage
 
 _MAX_LINE = 998
-_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
-_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 
 class _DateCache:
@@ -139,10 +136,7 @@ def _mixed(message: EmailMessage) -> bytes:
 
 
 def _attachment(attachment: Attachment) -> bytes:
-    name = _safe_filename(attachment.filename)
-    media_type = attachment.content_type.strip().lower()
-    if not _MEDIA_TYPE.fullmatch(media_type):
-        media_type = "application/octet-stream"
+    name, media_type = attachment.filename, attachment.content_type  # made safe when the Attachment was built
     if name.isascii() and len(name) <= 200:
         type_name, disposition = f'name="{name}"', f'filename="{name}"'
     else:  # as Thunderbird does: RFC 2047 in name= for old clients, RFC 2231 in filename*= for the rest
@@ -153,16 +147,6 @@ def _attachment(attachment: Attachment) -> bytes:
         "Content-Transfer-Encoding: base64\r\n\r\n"
     )
     return head.encode() + base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")  # lines of 76
-
-
-def _safe_filename(name: str) -> str:
-    """A filename that cannot break out of its header: no control characters, quotes or backslashes."""
-    name = _UNSAFE_FILENAME.sub("", name).strip() or "attachment"
-    if len(name) > 255:
-        root, dot, extension = name.rpartition(".")
-        keep = f"{dot}{extension}" if root and len(extension) <= 16 else ""
-        name = name[: 255 - len(keep)] + keep
-    return name
 
 
 def _rfc2231(parameter: str, value: str) -> str:

@@ -15,7 +15,6 @@ A processing event whose lease ran out is claimed again by any worker.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,9 +30,9 @@ from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.retry import retry_delay
 from envoi.events.models import Event, EventStatus, EventStatusChange
-from envoi.outbound import OutboundClient, OutboundRefused, OutboundUnavailable
+from envoi.outbound import OutboundClient
 from envoi.settings import Settings
-from envoi.templates.attachments import attachment_urls, fetch_attachments
+from envoi.templates.attachments import attach_files, attachment_urls
 from envoi.templates.design import CompiledTemplate, Design, render_context
 from envoi.templates.models import Template, TemplateState
 from envoi.templates.rendering import RenderError
@@ -178,14 +177,11 @@ class DeliveryPipeline:
     async def _attach(self, decision: Decision) -> None:
         """Fetch the event's attachments now, at send time; a refusal fails the event, an outage retries it."""
         assert decision.message is not None and decision.attachments
-        try:
-            files = await fetch_attachments(self.outbound, decision.attachments)
-        except OutboundRefused as error:
-            decision.outcome = Failed(f"attachment refused: {error.reason}")
-        except OutboundUnavailable as error:
-            decision.outcome = Retry(f"attachment unavailable: {error.reason}", error.retry_after)
+        attached = await attach_files(self.outbound, decision.message, decision.attachments)
+        if isinstance(attached, EmailMessage):
+            decision.message = attached
         else:
-            decision.message = dataclasses.replace(decision.message, attachments=files)
+            decision.outcome = attached
 
     def settle(self, decisions: list[Decision], now: datetime) -> None:
         """Turn each send outcome into the event's next status."""

@@ -19,4 +19,5 @@ def retry_delay(
     but never come back sooner than half the backoff."""
     backoff = min(settings.retry_max_delay, settings.retry_base_delay * 2.0 ** (attempt - 1))
     delay = backoff / 2 + rng() * backoff / 2
-    return max(delay, at_least or 0.0)
+    # A provider's Retry-After is honoured up to the longest delay we would choose ourselves.
+    return max(delay, min(at_least or 0.0, settings.retry_max_delay))

@@ -9,12 +9,17 @@ reads back as ``{"@name": "a.pdf", "#text": "https://…"}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from envoi.channels.base import Attachment
-from envoi.outbound import OutboundClient, OutboundRefused
+import structlog
+
+from envoi.channels.base import Attachment, EmailMessage, Failed, Retry
+from envoi.outbound import OutboundClient, OutboundRefused, OutboundUnavailable
+
+log = structlog.get_logger(__name__)
 
 ATTACHMENT_KEY = "attachmentURL"
 CONCURRENT_FETCHES = 4
@@ -61,9 +66,9 @@ def _text(item: Mapping[str, Any], keys: Sequence[str], where: str) -> str | Non
 def _checked_url(url: str, where: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+    if parts.scheme.lower() != "https" or not parts.netloc or any(c.isspace() for c in url):
         shown = url if len(url) <= 100 else url[:100] + "…"
-        raise ValueError(f"{where} is not an http(s) URL: {shown!r}")
+        raise ValueError(f"{where} is not an https:// URL: {shown!r}")
     return url
 
 
@@ -102,3 +107,19 @@ async def fetch_attachments(fetcher: OutboundClient, urls: Sequence[tuple[str, s
     if errors:
         raise next((error for error in errors if isinstance(error, OutboundRefused)), errors[0])
     return tuple(task.result() for task in tasks)
+
+
+async def attach_files(
+    fetcher: OutboundClient, message: EmailMessage, urls: Sequence[tuple[str, str | None]]
+) -> EmailMessage | Failed | Retry:
+    """The message with its attachments, or why it cannot go: refused for good, or to be tried again later."""
+    try:
+        files = await fetch_attachments(fetcher, urls)
+    except OutboundRefused as error:
+        return Failed(f"attachment refused: {error.reason}")
+    except OutboundUnavailable as error:
+        return Retry(f"attachment unavailable: {error.reason}", error.retry_after)
+    except Exception as error:  # an answer nobody foresaw must cost one message a retry, never the whole batch
+        log.exception("attachments.fetch_failed", ref=message.ref)
+        return Retry(f"attachment: {type(error).__name__}")
+    return dataclasses.replace(message, attachments=files)

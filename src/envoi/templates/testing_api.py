@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from envoi.access.api import ApiKeyId, RuntimeDep
-from envoi.channels.base import Failed, Outcome, Retry, Sent
-from envoi.outbound import OutboundError
+from envoi.channels.base import EmailMessage, Failed, Outcome, Retry, Sent
 from envoi.runtime import Runtime
 from envoi.templates import audit, seeds
 from envoi.templates.api import TemplateId, actor_of
-from envoi.templates.attachments import attachment_urls, fetch_attachments
+from envoi.templates.attachments import attach_files, attachment_urls
 from envoi.templates.models import SeedAddress
 from envoi.templates.proofs import Proof, prepare_proofs, preview
 from envoi.templates.schemas import PreviewIn, PreviewOut, ProblemOut, ProofIn, ProofOut, SeedIn, SeedOut
@@ -118,12 +116,15 @@ async def _attach(runtime: Runtime, proof: Proof) -> None:
         return
     try:
         urls = attachment_urls(proof.ctx)
-        if urls:
-            files = await fetch_attachments(runtime.outbound, urls)
-            proof.message = dataclasses.replace(proof.message, attachments=files)
-    except (ValueError, OutboundError) as error:
-        proof.message, proof.failure = None, "failed"
-        proof.error = f"attachment: {error.reason if isinstance(error, OutboundError) else error}"
+    except ValueError as error:
+        proof.message, proof.failure, proof.error = None, "failed", f"attachment: {error}"
+        return
+    if urls:
+        attached = await attach_files(runtime.outbound, proof.message, urls)
+        if isinstance(attached, EmailMessage):
+            proof.message = attached
+        else:
+            proof.message, proof.failure, proof.error = None, "failed", attached.reason
 
 
 def _proof_out(proof: Proof, outcome: Outcome | None) -> ProofOut:
