@@ -109,3 +109,17 @@ async def test_rollback_makes_version_1_live_again_for_new_events(api: httpx.Asy
     draft = await api.post(f"/api/v1/templates/{template_id}/preview", json={"ctx": {"orderId": "D"}})
     assert draft.json()["subject"] == "Second D"  # the draft is left as it was
     assert (await api.post(f"/api/v1/templates/{template_id}/versions/9/republish")).status_code == 404
+
+
+async def test_a_variant_with_its_own_body_gets_its_own_text_part(api: httpx.AsyncClient) -> None:
+    await create_type(api, sample={"orderId": "A-1"})
+    body = {
+        "name": "t",
+        "eventType": "order_confirmation",
+        "email": {"from": SENDER, "subject": "Order", "html": "<p>Hello</p>", "text": "Hello, in English"},
+        "variants": {"fr": {"html": "<p>Bonjour {{ event.language }}</p>"}},
+    }
+    template_id = (await api.post("/api/v1/templates", json=body)).json()["id"]
+    shown = (await api.post(f"/api/v1/templates/{template_id}/preview", json={"language": "fr-CA"})).json()
+    # The variant's text is written from its own HTML, and event.language is the event's, as when it is sent.
+    assert (shown["language"], shown["subject"], shown["text"]) == ("fr", "Order", "Bonjour fr-CA\n")

@@ -151,3 +151,34 @@ SCHEMA: dict[str, Any] = {
 )
 def test_schema_paths(path: list[Any], exists: bool) -> None:
     assert schema_has(SCHEMA, path, SCHEMA) is exists
+
+
+async def test_every_seed_is_rendered_in_every_language(api: httpx.AsyncClient) -> None:
+    await create_type(api, sample={"orderId": "A-1", "n": 1})
+    body = {
+        "name": "t",
+        "eventType": "order_confirmation",
+        "email": {"from": SENDER, "subject": "Order {{ ctx.orderId }}", "text": "Hello"},
+        "variants": {"fr": {"text": "{{ 10 | divided_by: ctx.n }} articles"}},
+    }
+    template_id = (await api.post("/api/v1/templates", json=body)).json()["id"]
+    seed = {"label": "no items", "address": "qa@example.com", "ctx": {"orderId": "Q", "n": 0}}
+    assert (await api.post(f"/api/v1/templates/{template_id}/seeds", json=seed)).status_code == 201
+    [error] = await refused(api, template_id)  # the seed has no language: its French rendering is tried too
+    assert error["field"] == "variants.fr.text" and "(with seed 'no items', in 'fr')" in error["message"]
+
+
+async def test_an_empty_body_or_an_xml_declaration_is_not_a_crash(api: httpx.AsyncClient) -> None:
+    await create_type(api, sample={"orderId": "A-1"})
+    html = '<?xml version="1.0" encoding="UTF-8"?>\n<html><body>{% if ctx.vip %}<p>VIP</p>{% endif %}</body></html>'
+    template_id = await draft(api, html=html, text="Hello")
+    assert (await api.post(f"/api/v1/templates/{template_id}/publish")).json() == {"version": 1}
+    empty = await draft(api, html="{% if ctx.vip %}<p>VIP</p>{% endif %}\n", text="Hello")
+    shown = await api.post(f"/api/v1/templates/{empty}/preview", json={})
+    assert shown.status_code == 200 and shown.json()["warnings"] == []
+
+
+def test_a_schema_that_refers_to_itself_is_not_a_crash() -> None:
+    schema = {"properties": {"a": {"$ref": "#/$defs/x"}}, "$defs": {"x": {"$ref": "#/$defs/x"}}}
+    assert schema_has(schema, ["a", "b", "c"], schema) is True
+    assert schema_has(schema, ["z"], schema) is False

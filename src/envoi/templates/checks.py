@@ -51,14 +51,18 @@ def publish_problems(
         problems.append(("email.html", "an email needs an HTML, MJML or text body"))
     problems += layout_problems(design)
     problems += variable_problems(compiled, schema)
-    renders = [(sample, sample.language) for sample in samples]
-    renders += [(sample, language) for sample in samples[:1] for language in design.variants]
     found: dict[Problem, list[str]] = {}  # the same problem with several seeds is listed once, naming them all
-    for sample, language in renders or [(Sample("no data", {}), None)]:
-        chosen = compiled.pick(language)
-        against = f"{sample.label}" + (f", in '{chosen}'" if design.variants else "")
-        for problem in _render_problems(compiled, sample, chosen):
-            found.setdefault(problem, []).append(against)
+    for sample in samples or [Sample("no data", {})]:
+        # Its own language, then every other variant: a seed in one language stands for events in all of them.
+        tried: set[str] = set()
+        for language in (sample.language, design.language, *design.variants):
+            chosen = compiled.pick(language)
+            if chosen in tried:
+                continue
+            tried.add(chosen)
+            against = f"{sample.label}" + (f", in '{chosen}'" if design.variants else "")
+            for problem in _render_problems(compiled, sample, language):
+                found.setdefault(problem, []).append(against)
     problems += [(field, f"{message} (with {'; '.join(against)})") for (field, message), against in found.items()]
     return list(dict.fromkeys(problems)), compiled
 
@@ -77,13 +81,13 @@ def layout_problems(design: Design) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str) -> list[Problem]:
+def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str | None) -> list[Problem]:
     context = render_context(sample.ctx, email=sample.email, external_id=sample.external_id, language=language)
     try:
         rendered = compiled.render(context, language)
     except RenderError as error:
         return [(error.field, f"fails to render: {error}")]
-    prefix = "email" if language == compiled.language else f"variants.{language}"
+    prefix = "email" if rendered.language == compiled.language else f"variants.{rendered.language}"
     problems = []
     if not rendered.subject:
         problems.append((f"{prefix}.subject", "the subject is empty"))
@@ -92,14 +96,18 @@ def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str) 
 
 
 def html_problems(rendered: RenderedEmail) -> list[str]:
-    if not rendered.html:
-        return []
+    if not rendered.html or not rendered.html.strip():
+        return []  # nothing to show (a body inside an {% if %} that was false): not a parse error
     problems = []
+    source = rendered.html.encode()  # bytes: an <?xml ... encoding?> declaration is allowed
     try:
-        etree.fromstring(rendered.html, _STRICT_HTML)
+        etree.fromstring(source, _STRICT_HTML)
     except etree.XMLSyntaxError as error:
         problems.append(f"the HTML does not parse: {error.msg}")
-    document = lxml_html.document_fromstring(rendered.html)
+    try:
+        document = lxml_html.document_fromstring(source)
+    except (etree.ParserError, ValueError):
+        return problems
     hrefs = document.xpath("//a/@href | //area/@href")
     for href in hrefs if isinstance(hrefs, list) else ():
         link = str(href).strip()
@@ -158,14 +166,19 @@ def _liquid_parts(compiled: CompiledTemplate) -> Iterator[tuple[str, BoundTempla
                 yield field, part, in_layout
 
 
-def schema_has(node: Any, path: Sequence[Any], root: Mapping[str, Any]) -> bool:
+def schema_has(
+    node: Any, path: Sequence[Any], root: Mapping[str, Any], _seen: frozenset[tuple[str, int]] = frozenset()
+) -> bool:
     """Whether a value at ``path`` (keys and indexes under ctx) can exist in data valid against the schema."""
     if not isinstance(node, Mapping) or not path:
         return True
     if isinstance(node.get("$ref"), str):
-        return schema_has(_resolve(node["$ref"], root), path, root)
+        ref = (node["$ref"], len(path))
+        if ref in _seen:
+            return True  # a $ref that leads back to itself says nothing more
+        return schema_has(_resolve(node["$ref"], root), path, root, _seen | {ref})
     branches = [b for key in ("allOf", "anyOf", "oneOf") for b in node.get(key) or ()]
-    if branches and any(schema_has(branch, path, root) for branch in branches):
+    if branches and any(schema_has(branch, path, root, _seen) for branch in branches):
         return True
     segment, rest = path[0], path[1:]
     if not isinstance(segment, str | int):
@@ -174,20 +187,20 @@ def schema_has(node: Any, path: Sequence[Any], root: Mapping[str, Any]) -> bool:
     types = {types} if isinstance(types, str) else set(types or ())
     if "array" in types or "items" in node:
         if isinstance(segment, int) or segment in ("first", "last"):
-            return schema_has(node.get("items", {}), rest, root)
+            return schema_has(node.get("items", {}), rest, root, _seen)
         if segment == "size":
             return not rest
     if segment == "size" and not rest and types & {"string", "object"}:
         return True
     properties = node.get("properties")
     if isinstance(properties, Mapping) and segment in properties:
-        return schema_has(properties[segment], rest, root)
+        return schema_has(properties[segment], rest, root, _seen)
     for pattern, subschema in (node.get("patternProperties") or {}).items():
         if isinstance(segment, str) and re.search(pattern, segment):
-            return schema_has(subschema, rest, root)
+            return schema_has(subschema, rest, root, _seen)
     additional = node.get("additionalProperties")
     if isinstance(additional, Mapping):
-        return schema_has(additional, rest, root)
+        return schema_has(additional, rest, root, _seen)
     if properties is not None or additional is False or branches or node.get("patternProperties"):
         return False
     # No properties declared: a free-form object, unless the schema says it is a scalar.

@@ -63,9 +63,11 @@ class Design:
             return self.email
         merged = dict(self.email)
         variant = self.variants[language]
-        if variant.get("html") or variant.get("mjml"):  # a variant's body replaces the default's, whatever its kind
-            merged.pop("html", None)
-            merged.pop("mjml", None)
+        if variant.get("html") or variant.get("mjml"):
+            # A variant's body replaces the default's, whatever its kind; and the default's text part, which
+            # is in the default's language, gives way to one written from the variant's HTML.
+            for key in ("html", "mjml", "text"):
+                merged.pop(key, None)
         merged.update({k: v for k, v in variant.items() if v})
         return merged
 

@@ -75,10 +75,10 @@ def render(
     email: str | None,
     external_id: str | None,
 ) -> RenderedEmail:
-    chosen = compiled.pick(language)
-    context = render_context(ctx, email=email, external_id=external_id, language=chosen)
+    # event.language is what the event says, as when it is sent; the variant is chosen from it.
+    context = render_context(ctx, email=email, external_id=external_id, language=language)
     try:
-        return compiled.render(context, chosen)
+        return compiled.render(context, language)
     except RenderError as error:
         raise RenderFailed(str(error), field=error.field, details=error.details()) from None
 
