@@ -218,3 +218,12 @@ async def test_seed_addresses_crud(api: httpx.AsyncClient) -> None:
     assert (await api.delete(f"{seeds}/{second['id']}")).status_code == 404
     assert [s["label"] for s in (await api.get(seeds)).json()] == ["Dee", "Ann"]
     assert (await api.get("/api/v1/templates/999999/seeds")).status_code == 404
+    trail = (await api.get(f"/api/v1/templates/{template['id']}/audit")).json()
+    changes = [(e["action"], e["details"]["address"]) for e in reversed(trail) if e["action"].startswith("seed_")]
+    assert changes == [
+        ("seed_added", "ann@example.com"),
+        ("seed_added", "bob@example.com"),
+        ("seed_added", "cy@example.com"),
+        ("seed_changed", "dee@example.com"),
+        ("seed_deleted", "bob@example.com"),
+    ]

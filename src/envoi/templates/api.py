@@ -43,17 +43,17 @@ def _version_out(version: TemplateVersion) -> VersionOut:
 
 def _template_out(template: Template, versions: list[TemplateVersion]) -> TemplateOut:
     live = next((v.number for v in versions if v.id == template.live_version_id), None)
-    content = template.content
+    draft = Design.of_draft(template.content)
     return TemplateOut(
         id=template.id,
         name=template.name,
         event_type=template.event_type,
         channel=template.channel,
         state=template.state,
-        language=content.get("language") or "en",
-        layout=content.get("layout"),
-        email=EmailContent.model_validate(content["email"]) if template.channel == "email" else None,
-        variants={k: EmailVariant.model_validate(v) for k, v in (content.get("variants") or {}).items()},
+        language=draft.language,
+        layout=template.content.get("layout"),
+        email=EmailContent.model_validate(draft.email) if template.channel == "email" else None,
+        variants={k: EmailVariant.model_validate(v) for k, v in draft.variants.items()},
         live_version=live,
         versions=[_version_out(v) for v in versions],
         created_at=template.created_at,

@@ -40,13 +40,24 @@ class Design:
 
     @classmethod
     def of_version(cls, content: Mapping[str, Any]) -> Design:
+        """A version's stored content, with its frozen layout and snippets."""
+        return cls.of_draft(content, layout=content.get("layout"), snippets=dict(content.get("snippets") or {}))
+
+    @classmethod
+    def of_draft(
+        cls, content: Mapping[str, Any], *, layout: dict[str, Any] | None = None, snippets: dict[str, str] | None = None
+    ) -> Design:
+        """A template's stored draft, which names its layout: the caller gives the layout and snippets of today."""
         return cls(
             email=dict(content["email"]),
             language=content.get("language") or "en",
             variants=dict(content.get("variants") or {}),
-            layout=content.get("layout"),
-            snippets=dict(content.get("snippets") or {}),
+            layout=layout,
+            snippets=snippets or {},
         )
+
+    def as_draft(self, layout_name: str | None) -> dict[str, Any]:
+        return {"email": self.email, "variants": self.variants, "language": self.language, "layout": layout_name}
 
     def as_version(self) -> dict[str, Any]:
         return {

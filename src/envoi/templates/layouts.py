@@ -111,10 +111,4 @@ async def draft_design(session: AsyncSession, template: Template) -> Design:
         found = await get_layout(session, content["layout"])
         layout = {"name": found.name, "html": found.html, "mjml": found.mjml, "text": found.text}
     snippets = {name: source for name, source in await session.execute(select(Snippet.name, Snippet.source))}
-    return Design(
-        email=dict(content["email"]),
-        language=content.get("language") or "en",
-        variants=dict(content.get("variants") or {}),
-        layout=layout,
-        snippets=snippets,
-    )
+    return Design.of_draft(content, layout=layout, snippets=snippets)

@@ -23,7 +23,7 @@ from envoi.templates.layouts import draft_design
 from envoi.templates.models import SeedAddress, Template
 from envoi.templates.rendering import RenderError
 from envoi.templates.schemas import PreviewIn
-from envoi.templates.seeds import event_data, get_seed, list_seeds
+from envoi.templates.seeds import event_data, get_seed, list_seeds, seed_ctx
 from envoi.templates.versions import get_version
 
 PROOF_HEADER = "X-Envoi-Proof"
@@ -53,7 +53,7 @@ async def preview(session: AsyncSession, template: Template, data: PreviewIn) ->
     ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
     if data.seed_id is not None:
         seed = await get_seed(session, template.id, data.seed_id)
-        label, ctx = f"seed '{seed.label}'", seed.ctx if seed.ctx is not None else sample or {}
+        label, ctx = f"seed '{seed.label}'", seed_ctx(seed, sample)
         email, external_id = email or seed.address, external_id or seed.external_id
         language = language or seed.language
     elif ctx is not None:
@@ -111,7 +111,7 @@ async def prepare_proofs(
     _, sample = await _event_type(session, template.event_type)
     proofs = []
     for seed in seeds:
-        proof = Proof(seed, seed.ctx if seed.ctx is not None else sample or {})
+        proof = Proof(seed, seed_ctx(seed, sample))
         try:
             rendered = render(
                 compiled, proof.ctx, language=seed.language, email=seed.address, external_id=seed.external_id

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from liquid import BoundTemplate as Template
-from liquid import DictLoader, Environment
+from liquid import CachingDictLoader, Environment
 from liquid.exceptions import LiquidError, TemplateNotFoundError
 from liquid.loader import TemplateSource
 
@@ -38,11 +38,11 @@ class RenderError(Exception):
         return {"line": self.line, "expression": self.expression}
 
 
-class _SnippetLoader(DictLoader):
-    """Snippets by name, remembering which ones a template used (a version freezes exactly those)."""
+class _SnippetLoader(CachingDictLoader):
+    """Snippets by name, parsed once, remembering which ones a template used (a version freezes exactly those)."""
 
     def __init__(self, snippets: Mapping[str, str], used: set[str]):
-        super().__init__(dict(snippets))
+        super().__init__(dict(snippets), auto_reload=False)
         self.used = used
 
     def get_source(
@@ -59,9 +59,9 @@ class Liquid:
     def __init__(self, snippets: Mapping[str, str] | None = None):
         self.snippets = dict(snippets or {})
         self.used_snippets: set[str] = set()
-        loader = _SnippetLoader(self.snippets, self.used_snippets)
-        self._html = _LimitedEnvironment(autoescape=True, loader=loader)
-        self._plain = _LimitedEnvironment(autoescape=False, loader=loader)
+        # One loader each: a snippet parsed for HTML escapes its output, the same snippet in a text part must not.
+        self._html = _LimitedEnvironment(autoescape=True, loader=_SnippetLoader(self.snippets, self.used_snippets))
+        self._plain = _LimitedEnvironment(autoescape=False, loader=_SnippetLoader(self.snippets, self.used_snippets))
 
     def compile(self, source: str, *, field: str, html: bool = False) -> Template:
         try:

@@ -48,6 +48,11 @@ async def event_data(
     return ctx
 
 
+def seed_ctx(seed: SeedAddress, sample: dict[str, Any] | None) -> dict[str, Any]:
+    """The data a seed is rendered with: its own, or the event type's sample when it has none."""
+    return seed.ctx if seed.ctx is not None else sample or {}
+
+
 async def list_seeds(session: AsyncSession, template_id: int) -> list[SeedAddress]:
     rows = await session.scalars(
         select(SeedAddress).where(SeedAddress.template_id == template_id).order_by(SeedAddress.id)

@@ -37,7 +37,7 @@ async def _draft_content(session: AsyncSession, data: TemplateIn) -> dict[str, A
         variants={k: v.model_dump(by_alias=True, exclude_none=True) for k, v in data.variants.items()},
     )
     CompiledTemplate(design)  # a syntax error is reported now, with its field and line; the rest at publish
-    return {"email": design.email, "variants": design.variants, "language": design.language, "layout": data.layout}
+    return design.as_draft(data.layout)
 
 
 async def _check_event_type(session: AsyncSession, name: str) -> None:

@@ -41,27 +41,38 @@ async def list_seeds(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyI
 
 
 @router.post("/{template_id}/seeds", status_code=201, response_model=SeedOut)
-async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, _key: ApiKeyId) -> SeedOut:
+async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, key: ApiKeyId) -> SeedOut:
     """A test recipient with its sample data (JSON `ctx` or Adobe-style `ctxXml`; neither: the event type's
     sample). Publishing renders the template for every seed and refuses if any fails."""
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
-        return _seed_out(await seeds.save_seed(session, template, data))
+        seed = await seeds.save_seed(session, template, data)
+        audit.record(session, template_id, actor_of(key), "seed_added", _seed_details(seed))
+        return _seed_out(seed)
 
 
 @router.put("/{template_id}/seeds/{seed_id}", response_model=SeedOut)
 async def replace_seed(
-    template_id: TemplateId, seed_id: SeedId, data: SeedIn, runtime: RuntimeDep, _key: ApiKeyId
+    template_id: TemplateId, seed_id: SeedId, data: SeedIn, runtime: RuntimeDep, key: ApiKeyId
 ) -> SeedOut:
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
-        return _seed_out(await seeds.save_seed(session, template, data, seed_id))
+        seed = await seeds.save_seed(session, template, data, seed_id)
+        audit.record(session, template_id, actor_of(key), "seed_changed", _seed_details(seed))
+        return _seed_out(seed)
 
 
 @router.delete("/{template_id}/seeds/{seed_id}", status_code=204)
-async def delete_seed(template_id: TemplateId, seed_id: SeedId, runtime: RuntimeDep, _key: ApiKeyId) -> None:
+async def delete_seed(template_id: TemplateId, seed_id: SeedId, runtime: RuntimeDep, key: ApiKeyId) -> None:
     async with runtime.transaction() as session:
+        await get_template(session, template_id)
+        seed = await seeds.get_seed(session, template_id, seed_id)
+        audit.record(session, template_id, actor_of(key), "seed_deleted", _seed_details(seed))
         await seeds.delete_seed(session, template_id, seed_id)
+
+
+def _seed_details(seed: SeedAddress) -> dict[str, object]:
+    return {"seedId": seed.id, "label": seed.label, "address": seed.address}
 
 
 @router.post("/{template_id}/preview", response_model=PreviewOut)

@@ -14,7 +14,8 @@ from envoi.templates import audit
 from envoi.templates.checks import Sample, publish_problems
 from envoi.templates.design import Design
 from envoi.templates.layouts import draft_design
-from envoi.templates.models import SeedAddress, Template, TemplateState, TemplateVersion
+from envoi.templates.models import Template, TemplateState, TemplateVersion
+from envoi.templates.seeds import list_seeds, seed_ctx
 from envoi.templates.service import get_template
 
 
@@ -22,11 +23,8 @@ async def samples_of(session: AsyncSession, template: Template) -> list[Sample]:
     """The event type's sample, then every seed address with its own data (or the sample when it has none)."""
     sample = await session.scalar(select(EventType.sample).where(EventType.name == template.event_type))
     samples = [Sample("the event type's sample", sample)] if sample is not None else []
-    seeds = await session.scalars(
-        select(SeedAddress).where(SeedAddress.template_id == template.id).order_by(SeedAddress.id)
-    )
-    for seed in seeds:
-        ctx = seed.ctx if seed.ctx is not None else sample or {}
+    for seed in await list_seeds(session, template.id):
+        ctx = seed_ctx(seed, sample)
         samples.append(Sample(f"seed '{seed.label}'", ctx, seed.language, seed.address, seed.external_id))
     return samples
 
