@@ -207,6 +207,7 @@ async def test_not_a_url_is_refused() -> None:
         "::1",
         "::",
         "fc00::1",
+        "fec0::1",
         "fe80::1%eth0",
         "ff02::1",
         "::ffff:127.0.0.1",

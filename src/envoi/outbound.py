@@ -68,6 +68,8 @@ def is_public_address(address: str) -> bool:
             return is_public_address(str(ip.ipv4_mapped))
         if ip.sixtofour is not None and not is_public_address(str(ip.sixtofour)):
             return False
+        if ip.is_site_local:  # fec0::/10: deprecated, yet still routed inside some networks
+            return False
     return ip.is_global and not (
         ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
     )
