@@ -91,6 +91,15 @@ class InvalidAddress:
 Outcome = Sent | Retry | Failed | InvalidAddress
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the network said later about a sent message (an SMS delivery receipt, a bounce...)."""
+
+    provider_id: str
+    delivered: bool
+    status: str  # the provider's own word: DELIVRD, UNDELIV, EXPIRED...
+
+
 class EmailChannel(Protocol):
     """What the worker needs from an email provider."""
 
