@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from envoi.channels.base import EmailChannel
+from envoi.channels.base import Channel, EmailChannel, SmsChannel
 from envoi.channels.outbox import OutboxChannel
+from envoi.channels.smpp import SmppChannel, SmppSettings
 from envoi.channels.smtp import SmtpChannel, SmtpSettings
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
@@ -23,7 +25,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    channels: dict[str, EmailChannel]
+    channels: dict[str, Channel[Any]]
     wakeup: Wakeup = field(default_factory=Wakeup)
     ingest: IngestGroup = field(init=False)
     outbound: OutboundClient = field(init=False)  # fetches attachments
@@ -36,7 +38,11 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
-        return cls(settings, engine, sessionmaker, {"email": email_channel(settings, sessionmaker)})
+        channels: dict[str, Channel[Any]] = {
+            "email": email_channel(settings, sessionmaker),
+            "sms": sms_channel(settings, sessionmaker),
+        }
+        return cls(settings, engine, sessionmaker, channels)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -72,3 +78,9 @@ def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSess
             connections=settings.smtp_connections,
         )
     )
+
+
+def sms_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> SmsChannel:
+    if settings.smpp_url is None:
+        return OutboxChannel(sessionmaker)
+    return SmppChannel(SmppSettings.from_url(settings.smpp_url.get_secret_value()), on_receipt=None)

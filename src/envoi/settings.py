@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         None,
         description="smtp://user:pass@host:port, smtps://..., ?starttls=true. Unset: emails go to the outbox.",
     )
+    smpp_url: SecretStr | None = Field(
+        None,
+        description="smpp://system_id:password@host:2775?source=Shop for SMS through an SMSC. Unset: the outbox.",
+    )
     smtp_ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the SMTP server's TLS.")
     smtp_connections: int = Field(
         16, ge=1, le=64, description="SMTP connections per worker: each message costs four round trips."

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from envoi.templates.design import CompiledTemplate, Design
+from envoi.templates.compiled import CompiledTemplate
+from envoi.templates.design import Design
 
 EMAIL = {
     "from": "a@example.com",
@@ -13,7 +14,7 @@ EMAIL = {
 
 
 def test_a_snippet_is_escaped_in_html_and_not_in_text_in_the_same_email() -> None:
-    compiled = CompiledTemplate(Design(email=EMAIL, snippets={"f": "{{ ctx.a }} & co", "unused": "x"}))
+    compiled = CompiledTemplate(Design(content=EMAIL, snippets={"f": "{{ ctx.a }} & co", "unused": "x"}))
     for _ in range(2):  # the second time from the parsed-snippet cache
         rendered = compiled.render({"ctx": {"a": "<Ann>"}})
         assert rendered.html == "<p>&lt;Ann&gt; & co</p>"

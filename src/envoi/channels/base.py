@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from envoi.channels.sms import SmsMessage
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
@@ -100,13 +102,20 @@ class Receipt:
     status: str  # the provider's own word: DELIVRD, UNDELIV, EXPIRED...
 
 
-class EmailChannel(Protocol):
-    """What the worker needs from an email provider."""
+M_contra = TypeVar("M_contra", contravariant=True)
+
+
+class Channel(Protocol[M_contra]):
+    """What the worker needs from a provider of a channel."""
 
     name: str
 
-    async def send_many(self, messages: Sequence[EmailMessage]) -> list[Outcome]:
+    async def send_many(self, messages: Sequence[M_contra]) -> list[Outcome]:
         """Send each message; return one outcome per message, in order. Never raises for a send failure."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+EmailChannel = Channel[EmailMessage]
+SmsChannel = Channel[SmsMessage]

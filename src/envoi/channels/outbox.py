@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.channels.base import EmailMessage, Outcome, Sent
+from envoi.channels.sms import SmsMessage, encode_sms
 from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
 
 
@@ -40,27 +41,11 @@ class OutboxChannel:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]):
         self._sessionmaker = sessionmaker
 
-    async def send_many(self, messages: Sequence[EmailMessage]) -> list[Outcome]:
+    async def send_many(self, messages: Sequence[EmailMessage | SmsMessage]) -> list[Outcome]:
         if not messages:
             return []
         now = utcnow()
-        rows = [
-            {
-                "channel": "email",
-                "sender": m.sender,
-                "recipient": m.to,
-                "reply_to": m.reply_to,
-                "subject": m.subject,
-                "html": m.html,
-                "text": m.text,
-                "message_id": m.message_id,
-                "attachments": [
-                    {"filename": a.filename, "contentType": a.content_type, "size": len(a.data)} for a in m.attachments
-                ],
-                "created_at": now,
-            }
-            for m in messages
-        ]
+        rows = [_row(m) | {"created_at": now} for m in messages]
         async with self._sessionmaker.begin() as session:
             ids = (
                 await session.scalars(
@@ -71,3 +56,32 @@ class OutboxChannel:
 
     async def aclose(self) -> None:
         return None
+
+
+def _row(message: EmailMessage | SmsMessage) -> dict[str, Any]:
+    if isinstance(message, SmsMessage):
+        sms = encode_sms(message.text)
+        return {
+            "channel": "sms",
+            "sender": message.sender or "",
+            "recipient": message.to,
+            "reply_to": None,
+            "subject": f"{sms.segments} part(s), {sms.encoding}",
+            "html": None,
+            "text": message.text,
+            "message_id": None,
+            "attachments": [],
+        }
+    return {
+        "channel": "email",
+        "sender": message.sender,
+        "recipient": message.to,
+        "reply_to": message.reply_to,
+        "subject": message.subject,
+        "html": message.html,
+        "text": message.text,
+        "message_id": message.message_id,
+        "attachments": [
+            {"filename": a.filename, "contentType": a.content_type, "size": len(a.data)} for a in message.attachments
+        ],
+    }

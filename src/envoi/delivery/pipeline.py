@@ -24,7 +24,8 @@ import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.channels.base import EmailChannel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
+from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
+from envoi.channels.sms import SmsMessage
 from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
@@ -33,10 +34,13 @@ from envoi.events.models import Event, EventStatus, EventStatusChange
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 from envoi.templates.attachments import attach_files, attachment_urls
-from envoi.templates.design import CompiledTemplate, Design, render_context
+from envoi.templates.compiled import CompiledTemplate
+from envoi.templates.design import Design, render_context
+from envoi.templates.email import RenderedEmail
 from envoi.templates.models import Template, TemplateState
 from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
+from envoi.templates.sms import RenderedSms
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +60,7 @@ class Decision:
     status: EventStatus = EventStatus.PROCESSING
     reason: str | None = None
     route: LiveRoute | None = None
-    message: EmailMessage | None = None
+    message: EmailMessage | SmsMessage | None = None
     language: str | None = None  # the template variant rendered
     attachments: list[tuple[str, str | None]] | None = None  # (url, filename) to fetch before sending
     outcome: Outcome | None = None
@@ -83,7 +87,7 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> Bat
 
 
 class DeliveryPipeline:
-    def __init__(self, settings: Settings, channels: Mapping[str, EmailChannel], outbound: OutboundClient):
+    def __init__(self, settings: Settings, channels: Mapping[str, Channel[Any]], outbound: OutboundClient):
         self.settings = settings
         self.channels = channels
         self.outbound = outbound
@@ -139,7 +143,8 @@ class DeliveryPipeline:
         )
         try:
             rendered = compiled.render(context, event.language)
-            decision.attachments = attachment_urls(event.ctx) or None
+            if isinstance(rendered, RenderedEmail):
+                decision.attachments = attachment_urls(event.ctx) or None
         except RenderError as error:  # one event's bad data must never hold up the rest of the batch
             decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"template error: {error}"
             return
@@ -147,6 +152,10 @@ class DeliveryPipeline:
             decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"attachment: {error}"
             return
         decision.language = rendered.language
+        if isinstance(rendered, RenderedSms):
+            phone = event.mobile_phone or ""
+            decision.message = SmsMessage(ref=event.id, to=phone, text=rendered.text, sender=rendered.sender)
+            return
         decision.message = EmailMessage(
             ref=event.id,
             sender=rendered.sender,
@@ -176,7 +185,7 @@ class DeliveryPipeline:
 
     async def _attach(self, decision: Decision) -> None:
         """Fetch the event's attachments now, at send time; a refusal fails the event, an outage retries it."""
-        assert decision.message is not None and decision.attachments
+        assert isinstance(decision.message, EmailMessage) and decision.attachments
         attached = await attach_files(self.outbound, decision.message, decision.attachments)
         if isinstance(attached, EmailMessage):
             decision.message = attached
@@ -279,7 +288,7 @@ class DeliveryPipeline:
             "template_version_id": d.route.version_id,
             "language": d.language,
             "status": MessageStatus.SENT if sent else MessageStatus.RETRYING if retrying else MessageStatus.FAILED,
-            "subject": d.message.subject,
+            "subject": d.message.subject if isinstance(d.message, EmailMessage) else None,
             "provider_id": outcome.provider_id if isinstance(outcome, Sent) else None,
             "attempts": 1,
             "error": None if sent else getattr(outcome, "reason", None),

@@ -10,11 +10,12 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from envoi.channels.base import EmailChannel
+from envoi.channels.base import Channel
 from envoi.db.base import utcnow
 from envoi.db.notify import Wakeup
 from envoi.delivery.claim import claim_batch
@@ -31,7 +32,7 @@ class Worker:
         self,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
-        channels: Mapping[str, EmailChannel],
+        channels: Mapping[str, Channel[Any]],
         outbound: OutboundClient,
         wakeup: Wakeup | None = None,
     ):

@@ -20,6 +20,8 @@ from envoi.templates.schemas import (
     EmailVariant,
     LayoutContent,
     PublishOut,
+    SmsContent,
+    SmsVariant,
     StateOut,
     TemplateIn,
     TemplateOut,
@@ -52,13 +54,19 @@ def _template_out(template: Template, versions: list[TemplateVersion]) -> Templa
         state=template.state,
         language=draft.language,
         layout=template.content.get("layout"),
-        email=EmailContent.model_validate(draft.email) if template.channel == "email" else None,
-        variants={k: EmailVariant.model_validate(v) for k, v in draft.variants.items()},
+        email=EmailContent.model_validate(draft.content) if draft.channel == "email" else None,
+        sms=SmsContent.model_validate(draft.content) if draft.channel == "sms" else None,
+        variants=_variants_out(draft),
         live_version=live,
         versions=[_version_out(v) for v in versions],
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
+
+
+def _variants_out(design: Design) -> dict[str, EmailVariant | SmsVariant]:
+    model = SmsVariant if design.channel == "sms" else EmailVariant
+    return {language: model.model_validate(variant) for language, variant in design.variants.items()}
 
 
 def _state_out(template: Template, live_version: int | None, released: int = 0) -> StateOut:
@@ -143,8 +151,9 @@ async def get_version(
         published_by=version.published_by,
         live=version.id == template.live_version_id,
         language=design.language,
-        email=EmailContent.model_validate(design.email),
-        variants={k: EmailVariant.model_validate(v) for k, v in design.variants.items()},
+        email=EmailContent.model_validate(design.content) if design.channel == "email" else None,
+        sms=SmsContent.model_validate(design.content) if design.channel == "sms" else None,
+        variants=_variants_out(design),
         layout=LayoutContent.model_validate(design.layout) if design.layout else None,
         snippets=design.snippets,
     )

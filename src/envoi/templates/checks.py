@@ -19,8 +19,11 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from envoi.errors import Problem, TemplateSyntaxError
-from envoi.templates.design import EVENT_VARIABLES, CompiledTemplate, Design, RenderedEmail, render_context
+from envoi.templates.compiled import CompiledTemplate
+from envoi.templates.design import EVENT_VARIABLES, Design, render_context
+from envoi.templates.email import RenderedEmail
 from envoi.templates.rendering import RenderError
+from envoi.templates.sms import RenderedSms
 
 _ARRAY_PROPERTIES = frozenset({"first", "last", "size"})
 _LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel", "sms"})
@@ -47,7 +50,7 @@ def publish_problems(
     except TemplateSyntaxError as error:
         return [(error.field or "email", error.message)], None
     problems: list[Problem] = []
-    if not any(design.email.get(k) for k in ("html", "mjml", "text")):
+    if design.channel == "email" and not any(design.content.get(k) for k in ("html", "mjml", "text")):
         problems.append(("email.html", "an email needs an HTML, MJML or text body"))
     problems += layout_problems(design)
     problems += variable_problems(compiled, schema)
@@ -73,7 +76,7 @@ def layout_problems(design: Design) -> list[Problem]:
         return []
     problems = []
     for language in (design.language, *design.variants):
-        email = design.email_in(language)
+        email = design.content_in(language)
         for kind in ("html", "mjml"):
             if email.get(kind) and not design.layout.get(kind):
                 name = design.layout["name"]
@@ -87,11 +90,14 @@ def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str |
         rendered = compiled.render(context, language)
     except RenderError as error:
         return [(error.field, f"fails to render: {error}")]
-    prefix = "email" if rendered.language == compiled.language else f"variants.{rendered.language}"
+    where = compiled.design.field_of
+    if isinstance(rendered, RenderedSms):
+        return [(where(rendered.language, "text"), "the text is empty")] if not rendered.text else []
     problems = []
     if not rendered.subject:
-        problems.append((f"{prefix}.subject", "the subject is empty"))
-    problems += [(f"{prefix}.html", message) for message in html_problems(rendered)]
+        problems.append((where(rendered.language, "subject"), "the subject is empty"))
+    body = "mjml" if compiled.design.content_in(rendered.language).get("mjml") else "html"
+    problems += [(where(rendered.language, body), message) for message in html_problems(rendered)]
     return problems
 
 
@@ -150,20 +156,10 @@ def variable_problems(compiled: CompiledTemplate, schema: Mapping[str, Any] | No
 
 def _liquid_parts(compiled: CompiledTemplate) -> Iterator[tuple[str, BoundTemplate, bool]]:
     seen: set[int] = set()
-    for email in compiled.emails.values():
-        body = "mjml" if email.mjml else "html"
-        for field, part, in_layout in (
-            (f"{email.prefix}.from", email.sender, False),
-            (f"{email.prefix}.replyTo", email.reply_to, False),
-            (f"{email.prefix}.subject", email.subject, False),
-            (f"{email.prefix}.{body}", email.body, False),
-            (f"{email.prefix}.text", email.text, False),
-            (f"layout.{body}", email.layout_body, True),
-            ("layout.text", email.layout_text, True),
-        ):
-            if isinstance(part, BoundTemplate) and id(part) not in seen:
-                seen.add(id(part))
-                yield field, part, in_layout
+    for field, part, in_layout in compiled.parts():
+        if isinstance(part, BoundTemplate) and id(part) not in seen:
+            seen.add(id(part))
+            yield field, part, in_layout
 
 
 def schema_has(

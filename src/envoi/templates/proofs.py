@@ -14,16 +14,20 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.channels.base import Attachment, EmailMessage
+from envoi.channels.base import EmailMessage
+from envoi.channels.sms import SmsMessage
 from envoi.errors import Problem, RenderFailed, ValidationFailed
 from envoi.events.models import EventType
 from envoi.templates.checks import html_problems, layout_problems, variable_problems
-from envoi.templates.design import CompiledTemplate, Design, RenderedEmail, render_context
+from envoi.templates.compiled import CompiledTemplate, Rendered
+from envoi.templates.design import Design, render_context
+from envoi.templates.email import RenderedEmail
 from envoi.templates.layouts import draft_design
 from envoi.templates.models import SeedAddress, Template
 from envoi.templates.rendering import RenderError
 from envoi.templates.schemas import PreviewIn
 from envoi.templates.seeds import event_data, get_seed, list_seeds, seed_ctx
+from envoi.templates.sms import RenderedSms
 from envoi.templates.versions import get_version
 
 PROOF_HEADER = "X-Envoi-Proof"
@@ -33,7 +37,7 @@ PROOF_HEADER = "X-Envoi-Proof"
 class Preview:
     version: int | None
     data: str
-    rendered: RenderedEmail
+    rendered: Rendered
     warnings: list[Problem]
 
 
@@ -49,21 +53,25 @@ async def preview(session: AsyncSession, template: Template, data: PreviewIn) ->
     else:
         design = await draft_design(session, template)
     schema, sample = await _event_type(session, template.event_type)
-    email, external_id, language = data.email, data.external_id, data.language
+    email, phone, external_id, language = data.email, None, data.external_id, data.language
     ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
     if data.seed_id is not None:
         seed = await get_seed(session, template.id, data.seed_id)
         label, ctx = f"seed '{seed.label}'", seed_ctx(seed, sample)
-        email, external_id = email or seed.address, external_id or seed.external_id
-        language = language or seed.language
+        if template.channel == "sms":
+            phone = seed.address
+        else:
+            email = email or seed.address
+        external_id, language = external_id or seed.external_id, language or seed.language
     elif ctx is not None:
         label = "the ctx given"
     else:
         label, ctx = "the event type's sample", sample or {}
     compiled = CompiledTemplate(design)
-    rendered = render(compiled, ctx, language=language, email=email, external_id=external_id)
+    rendered = render(compiled, ctx, language=language, email=email, phone=phone, external_id=external_id)
     warnings = layout_problems(design) + variable_problems(compiled, schema)
-    warnings += [("html", message) for message in html_problems(rendered)]
+    if isinstance(rendered, RenderedEmail):
+        warnings += [("html", message) for message in html_problems(rendered)]
     return Preview(data.version, label, rendered, warnings)
 
 
@@ -74,9 +82,10 @@ def render(
     language: str | None,
     email: str | None,
     external_id: str | None,
-) -> RenderedEmail:
+    phone: str | None = None,
+) -> Rendered:
     # event.language is what the event says, as when it is sent; the variant is chosen from it.
-    context = render_context(ctx, email=email, external_id=external_id, language=language)
+    context = render_context(ctx, email=email, mobile_phone=phone, external_id=external_id, language=language)
     try:
         return compiled.render(context, language)
     except RenderError as error:
@@ -87,7 +96,7 @@ def render(
 class Proof:
     seed: SeedAddress
     ctx: Mapping[str, Any]
-    message: EmailMessage | None = None
+    message: EmailMessage | SmsMessage | None = None
     language: str | None = None
     error: str | None = None
     failure: Literal["render_failed", "failed"] | None = None  # why it was not sent
@@ -113,8 +122,9 @@ async def prepare_proofs(
     for seed in seeds:
         proof = Proof(seed, seed_ctx(seed, sample))
         try:
+            email, phone = (None, seed.address) if template.channel == "sms" else (seed.address, None)
             rendered = render(
-                compiled, proof.ctx, language=seed.language, email=seed.address, external_id=seed.external_id
+                compiled, proof.ctx, language=seed.language, email=email, phone=phone, external_id=seed.external_id
             )
         except RenderFailed as error:
             proof.error, proof.failure = error.message, "render_failed"
@@ -125,9 +135,9 @@ async def prepare_proofs(
     return proofs
 
 
-def proof_message(
-    rendered: RenderedEmail, address: str, domain: str, attachments: tuple[Attachment, ...] = ()
-) -> EmailMessage:
+def proof_message(rendered: Rendered, address: str, domain: str) -> EmailMessage | SmsMessage:
+    if isinstance(rendered, RenderedSms):
+        return SmsMessage(ref=0, to=address, text=f"[Proof] {rendered.text}", sender=rendered.sender)
     return EmailMessage(
         ref=0,
         sender=rendered.sender,
@@ -138,5 +148,4 @@ def proof_message(
         reply_to=rendered.reply_to,
         message_id=f"<proof.{uuid.uuid4().hex}@{domain}>",
         headers={PROOF_HEADER: "yes"},
-        attachments=attachments,
     )

@@ -53,23 +53,54 @@ class EmailContent(EmailVariant):
     subject: str = Field(min_length=1, max_length=2000, examples=["Your order {{ ctx.orderId }}"])
 
 
+def _sms_sender(value: str | None) -> str | None:
+    # Networks show an alphanumeric sender of up to 11 characters, or a number of up to 15 digits.
+    if value is None or "{{" in value:
+        return value
+    plain = value.strip()
+    if not (plain.lstrip("+").isdigit() and len(plain.lstrip("+")) <= 15) and not (
+        plain.isascii() and plain.replace(" ", "").isalnum() and len(plain) <= 11
+    ):
+        raise ValueError("an SMS sender is up to 11 letters and digits, or a phone number")
+    return plain
+
+
+class SmsVariant(_Model):
+    """A language variant of an SMS: the fields it sets replace the default language's."""
+
+    sender: str | None = Field(None, alias="from", max_length=20)
+    text: str | None = Field(None, max_length=10_000)
+
+    _check_sender = field_validator("sender")(_sms_sender)
+
+
+class SmsContent(SmsVariant):
+    sender: str | None = Field(
+        None, alias="from", max_length=20, description="Unset: the provider's sender.", examples=["Shop"]
+    )
+    text: str = Field(min_length=1, max_length=10_000, examples=["Your code is {{ ctx.code }}"])
+
+
 class TemplateIn(_Model):
     name: str = Field(min_length=1, max_length=200)
     event_type: str = Field(alias="eventType", min_length=1, max_length=100)
     channel: Channel = "email"
     language: str = Field("en", max_length=35, description="The language of `email`; events fall back to it.")
     layout: str | None = Field(None, max_length=100, description="The name of a layout to wrap the body in.")
-    email: EmailContent | None = None
-    variants: dict[str, EmailVariant] = Field(
-        default_factory=dict, description="Content per language (`fr`, `en-GB`…), chosen by the event's language."
+    email: EmailContent | None = Field(None, description="The content of an email template.")
+    sms: SmsContent | None = Field(None, description="The content of an SMS template.")
+    variants: dict[str, EmailVariant | SmsVariant] = Field(
+        default_factory=dict,
+        description="Content per language (`fr`, `en-GB`…), chosen by the event's language; the fields a variant "
+        "sets replace the default's.",
     )
 
     _check_language = field_validator("language")(_language)
 
     @field_validator("variants")
     @classmethod
-    def _variant_languages(cls, value: dict[str, EmailVariant]) -> dict[str, EmailVariant]:
-        normalized: dict[str, EmailVariant] = {}
+    def _variant_languages(cls, value: dict[str, EmailVariant | SmsVariant]) -> dict[str, EmailVariant | SmsVariant]:
+        normalized: dict[str, EmailVariant | SmsVariant] = {}
         for tag, variant in value.items():
             language = normalize_language(tag)
             if language in normalized:
@@ -113,7 +144,8 @@ class TemplateOut(_Model):
     language: str
     layout: str | None
     email: EmailContent | None
-    variants: dict[str, EmailVariant]
+    sms: SmsContent | None
+    variants: dict[str, EmailVariant | SmsVariant]
     live_version: int | None = Field(alias="liveVersion")
     versions: list[VersionOut]
     created_at: datetime = Field(alias="createdAt")
@@ -132,7 +164,8 @@ class VersionDetailOut(VersionOut):
     live: bool
     language: str
     email: EmailContent | None
-    variants: dict[str, EmailVariant]
+    sms: SmsContent | None
+    variants: dict[str, EmailVariant | SmsVariant]
     layout: LayoutContent | None = Field(description="The layout as it was when this version was published.")
     snippets: dict[str, str] = Field(description="The snippets this version uses, as they were when published.")
 
@@ -203,11 +236,13 @@ class PreviewOut(_Model):
     version: int | None = Field(description="The version rendered; null for the draft.")
     data: str = Field(description="Whose data was rendered: a seed, the inline ctx, or the event type's sample.")
     language: str = Field(description="The variant chosen.")
-    sender: str = Field(alias="from")
-    reply_to: str | None = Field(alias="replyTo")
-    subject: str
-    html: str | None
+    sender: str | None = Field(alias="from")
+    reply_to: str | None = Field(None, alias="replyTo")
+    subject: str | None = None
+    html: str | None = None
     text: str | None
+    encoding: str | None = Field(None, description="SMS: GSM-7 or UCS-2, chosen from the text.")
+    segments: int | None = Field(None, description="SMS: how many parts the text goes out in (and is billed as).")
     warnings: list[ProblemOut] = Field(description="What would stop this draft from being published.")
 
 

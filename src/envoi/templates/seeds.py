@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import normalize_email
+from envoi.addresses import normalize_email, normalize_phone
 from envoi.db.base import dump_json, utcnow
 from envoi.errors import NotFound, ValidationFailed, invalid
 from envoi.events.models import EventType
@@ -72,9 +72,10 @@ async def get_seed(session: AsyncSession, template_id: int, seed_id: int) -> See
 async def save_seed(session: AsyncSession, template: Template, data: SeedIn, seed_id: int | None = None) -> SeedAddress:
     """Add a seed address, or replace seed ``seed_id``."""
     try:
-        address = normalize_email(data.address)
+        address = normalize_phone(data.address) if template.channel == "sms" else normalize_email(data.address)
     except ValueError as error:
-        raise ValidationFailed(f"not a valid email address: {error}", field="address") from None
+        kind = "phone number" if template.channel == "sms" else "email address"
+        raise ValidationFailed(f"not a valid {kind}: {error}", field="address") from None
     ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
     if seed_id is None:
         seed = SeedAddress(template_id=template.id)

@@ -8,33 +8,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import UTCDateTime, utcnow
-from envoi.errors import Conflict, NotFound, ValidationFailed
+from envoi.errors import Conflict, NotFound, ValidationFailed, input_problems, invalid
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
 from envoi.templates import audit
 from envoi.templates.adobe import jst_to_liquid
-from envoi.templates.design import CompiledTemplate, Design
+from envoi.templates.compiled import CompiledTemplate
+from envoi.templates.design import Design
 from envoi.templates.layouts import get_layout
 from envoi.templates.models import Template, TemplateState, TemplateVersion
-from envoi.templates.schemas import EmailContent, TemplateIn
+from envoi.templates.schemas import EmailContent, EmailVariant, SmsVariant, TemplateIn
 
-AVAILABLE_CHANNELS = ("email",)
+AVAILABLE_CHANNELS = ("email", "sms")
+_VARIANT_MODELS: dict[str, type[EmailVariant] | type[SmsVariant]] = {"email": EmailVariant, "sms": SmsVariant}
 
 
 async def _draft_content(session: AsyncSession, data: TemplateIn) -> dict[str, Any]:
-    if data.channel not in AVAILABLE_CHANNELS:
-        raise ValidationFailed(f"channel '{data.channel}' is not available yet; use 'email'", field="channel")
-    if data.email is None:
-        raise ValidationFailed("an email template needs its 'email' content", field="email")
+    channel = data.channel
+    if channel not in AVAILABLE_CHANNELS:
+        raise ValidationFailed(f"channel '{channel}' is not available yet; use email or sms", field="channel")
+    content = data.email if channel == "email" else data.sms
+    if content is None:
+        raise ValidationFailed(f"a {channel} template needs its '{channel}' content", field=channel)
+    for other in AVAILABLE_CHANNELS:
+        if other != channel and getattr(data, other) is not None:
+            raise ValidationFailed(f"a {channel} template has no '{other}' content", field=other)
     if data.layout is not None:
+        if channel != "email":
+            raise ValidationFailed("layouts wrap email bodies; an SMS has none", field="layout")
         await get_layout(session, data.layout)
+    variants = {}
+    for language, variant in data.variants.items():
+        try:
+            checked = _VARIANT_MODELS[channel].model_validate(variant.model_dump(by_alias=True, exclude_none=True))
+        except PydanticValidationError as error:
+            raise invalid([(f"variants.{language}.{f}", m) for f, m in input_problems(error.errors())]) from None
+        variants[language] = checked.model_dump(by_alias=True, exclude_none=True)
     design = Design(
-        email=data.email.model_dump(by_alias=True, exclude_none=True),
+        content=content.model_dump(by_alias=True, exclude_none=True),
+        channel=channel,
         language=data.language,
-        variants={k: v.model_dump(by_alias=True, exclude_none=True) for k, v in data.variants.items()},
+        variants=variants,
     )
     CompiledTemplate(design)  # a syntax error is reported now, with its field and line; the rest at publish
     return design.as_draft(data.layout)

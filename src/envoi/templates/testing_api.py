@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 
 from envoi.access.api import ApiKeyId, RuntimeDep
 from envoi.channels.base import EmailMessage, Failed, Outcome, Retry, Sent
+from envoi.errors import ValidationFailed
 from envoi.runtime import Runtime
 from envoi.templates import audit, seeds
 from envoi.templates.api import TemplateId, actor_of
@@ -17,6 +18,7 @@ from envoi.templates.models import SeedAddress
 from envoi.templates.proofs import Proof, prepare_proofs, preview
 from envoi.templates.schemas import PreviewIn, PreviewOut, ProblemOut, ProofIn, ProofOut, SeedIn, SeedOut
 from envoi.templates.service import get_template
+from envoi.templates.sms import RenderedSms
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates: testing"])
 SeedId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -83,6 +85,18 @@ async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: Ru
         template = await get_template(session, template_id)
         result = await preview(session, template, data)
     rendered = result.rendered
+    warnings = [ProblemOut(field=field, message=message) for field, message in result.warnings]
+    if isinstance(rendered, RenderedSms):
+        return PreviewOut(
+            version=result.version,
+            data=result.data,
+            language=rendered.language,
+            sender=rendered.sender,
+            text=rendered.text,
+            encoding=rendered.encoding,
+            segments=rendered.segments,
+            warnings=warnings,
+        )
     return PreviewOut(
         version=result.version,
         data=result.data,
@@ -92,7 +106,7 @@ async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: Ru
         subject=rendered.subject,
         html=rendered.html,
         text=rendered.text,
-        warnings=[ProblemOut(field=field, message=message) for field, message in result.warnings],
+        warnings=warnings,
     )
 
 
@@ -113,7 +127,10 @@ async def send_proofs(
         )
     await asyncio.gather(*(_attach(runtime, proof) for proof in proofs))
     sendable = [p for p in proofs if p.message is not None]
-    outcomes = await runtime.channels["email"].send_many([p.message for p in sendable if p.message])
+    channel = runtime.channels.get(template.channel)
+    if channel is None:
+        raise ValidationFailed(f"no {template.channel} provider is configured", field="channel")
+    outcomes = await channel.send_many([p.message for p in sendable if p.message])
     results = {id(p): _proof_out(p, o) for p, o in zip(sendable, outcomes, strict=True)}
     out = [results.get(id(p)) or _proof_out(p, None) for p in proofs]
     async with runtime.transaction() as session:
@@ -123,7 +140,7 @@ async def send_proofs(
 
 
 async def _attach(runtime: Runtime, proof: Proof) -> None:
-    if proof.message is None:
+    if not isinstance(proof.message, EmailMessage):
         return
     try:
         urls = attachment_urls(proof.ctx)

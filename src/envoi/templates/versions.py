@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from sqlalchemy import func, select
@@ -41,12 +42,8 @@ async def publish_template(session: AsyncSession, template_id: int, actor: str) 
         raise PublishRefused(summary, field=field, details={"errors": as_dicts(problems)})
     await _check_route_is_free(session, template)
     used = compiled.liquid.used_snippets
-    frozen = Design(
-        email=design.email,
-        language=design.language,
-        variants=design.variants,
-        layout=design.layout,
-        snippets={name: source for name, source in sorted(design.snippets.items()) if name in used},
+    frozen = dataclasses.replace(
+        design, snippets={name: source for name, source in sorted(design.snippets.items()) if name in used}
     )
     number = (
         await session.scalar(select(func.max(TemplateVersion.number)).where(TemplateVersion.template_id == template.id))
