@@ -15,6 +15,7 @@ from envoi.channels.smpp import SmppChannel, SmppSettings
 from envoi.channels.smtp import SmtpChannel, SmtpSettings
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
+from envoi.delivery.receipts import ReceiptRecorder
 from envoi.events.group import IngestGroup
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
@@ -83,4 +84,7 @@ def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSess
 def sms_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> SmsChannel:
     if settings.smpp_url is None:
         return OutboxChannel(sessionmaker)
-    return SmppChannel(SmppSettings.from_url(settings.smpp_url.get_secret_value()), on_receipt=None)
+    return SmppChannel(
+        SmppSettings.from_url(settings.smpp_url.get_secret_value()),
+        on_receipt=ReceiptRecorder(sessionmaker, "sms"),
+    )

@@ -134,10 +134,7 @@ async def test_delivery_receipts_reach_the_handler(
     outcomes = await channel.send_many([sms("a"), sms("b", to="+33622222222")])
     await until(lambda: len(receipts) == 2)
     ids = [o.provider_id for o in outcomes if isinstance(o, Sent)]
-    assert sorted(receipts, key=lambda r: r.provider_id) == [
-        Receipt(ids[0], True, "DELIVRD"),
-        Receipt(ids[1], False, "UNDELIV"),
-    ]
+    assert set(receipts) == {Receipt(ids[0], True, "DELIVRD"), Receipt(ids[1], False, "UNDELIV")}
 
 
 def test_the_password_never_shows() -> None:

@@ -48,7 +48,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def test_templates_made_before_0003_keep_their_content(empty_database_url: str, tmp_path: Path) -> None:
+async def test_templates_made_before_0003_keep_their_content_both_ways(empty_database_url: str, tmp_path: Path) -> None:
     """0003 moved a template's email under "email", beside its variants; a downgrade moves it back."""
     engine = create_engine(Settings(database_url=empty_database_url, data_dir=tmp_path))
     email = {"from": "shop@example.com", "subject": "Order {{ ctx.orderId }}", "text": "Hi"}
@@ -96,5 +96,7 @@ async def test_templates_made_before_0003_keep_their_content(empty_database_url:
             await connection.run_sync(downgrade)
         async with engine.connect() as connection:
             assert (await connection.execute(sa.select(templates.c.content))).scalar_one() == email
+            # Downgrades never rebuild a table: on SQLite that would cascade-delete the rows referring to it.
+            assert (await connection.execute(sa.select(versions.c.content))).scalar_one() == email
     finally:
         await engine.dispose()

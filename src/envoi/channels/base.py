@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -100,6 +100,9 @@ class Receipt:
     provider_id: str
     delivered: bool
     status: str  # the provider's own word: DELIVRD, UNDELIV, EXPIRED...
+
+
+ReceiptHandler = Callable[[Receipt], Awaitable[None]]
 
 
 M_contra = TypeVar("M_contra", contravariant=True)

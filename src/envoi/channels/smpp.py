@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import smpp34
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from envoi.channels.base import Failed, InvalidAddress, Outcome, Receipt, Retry, Sent
+from envoi.channels.base import Failed, InvalidAddress, Outcome, Receipt, ReceiptHandler, Retry, Sent
 from envoi.channels.sms import SmsMessage, encode_sms, with_udh
 
 log = structlog.get_logger(__name__)
@@ -30,8 +30,6 @@ _FINAL_STATES = {"DELIVRD": True, "UNDELIV": False, "EXPIRED": False, "DELETED":
 _TLV_RECEIPTED_ID = 0x001E
 _TLV_MESSAGE_STATE = 0x0427
 _TLV_STATES = {2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 8: "REJECTD"}
-
-ReceiptHandler = Callable[[Receipt], Awaitable[None]]
 
 
 class SmppSettings(BaseModel):
@@ -167,11 +165,16 @@ class SmppChannel:
                 await client.stop()
 
     async def aclose(self) -> None:
-        smsc = self._smsc
+        smsc, reader = self._smsc, self._reader
         if smsc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(smsc.unbind(), 5)
+        if reader is not None:
+            await asyncio.wait({reader}, timeout=5)  # the receipts already in hand are recorded
         await self._drop()
+        closing = getattr(self.on_receipt, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 def _refused(status: int, parts_sent: int) -> Outcome:

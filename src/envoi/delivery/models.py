@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.db.base import Base, BigId, UTCDateTime, utcnow
@@ -13,6 +13,8 @@ class MessageStatus(enum.IntEnum):
     RETRYING = 0  # the provider asked us to try again later
     SENT = 1  # accepted by the provider
     FAILED = 2  # refused for good, or retries exhausted
+    DELIVERED = 3  # the network confirmed it reached the phone (a delivery receipt)
+    UNDELIVERED = 4  # the network gave up on it after accepting it (a delivery receipt)
 
     @property
     def label(self) -> str:
@@ -38,6 +40,9 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # Delivery receipts find their message by the provider's id.
+    __table_args__ = (Index("ix_messages_channel_provider_id", "channel", "provider_id"),)
 
 
 class QuarantinedAddress(Base):

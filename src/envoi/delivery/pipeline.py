@@ -30,7 +30,7 @@ from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.retry import retry_delay
-from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 from envoi.templates.attachments import attach_files, attachment_urls
@@ -51,7 +51,8 @@ class BatchContext:
 
     routes: dict[tuple[str, str], LiveRoute]
     quarantined: dict[tuple[str, str], str]
-    existing_messages: dict[int, int]  # event id -> message id, for events being retried
+    existing_messages: dict[tuple[int, str], int]  # (event id, channel) -> message id, for events being retried
+    fallbacks: dict[str, str]  # event type -> the channel to try when its first one fails for good
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class Decision:
     attachments: list[tuple[str, str | None]] | None = None  # (url, filename) to fetch before sending
     outcome: Outcome | None = None
     next_attempt_at: datetime | None = None
+    fallback: str | None = None  # the channel the event goes on to, after this one failed for good
 
 
 def recipient_of(event: ClaimedEvent) -> str | None:
@@ -79,11 +81,18 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> Bat
         for address, reason in (await quarantined(session, channel, addresses)).items():
             blocked[(channel, address)] = reason
     retried = [e.id for e in events if e.error_count]
-    existing: dict[int, int] = {}
+    existing: dict[tuple[int, str], int] = {}
     if retried:
-        rows = await session.execute(select(Message.event_id, Message.id).where(Message.event_id.in_(retried)))
-        existing = {event_id: message_id for event_id, message_id in rows}
-    return BatchContext(routes, blocked, existing)
+        rows = await session.execute(
+            select(Message.event_id, Message.channel, Message.id).where(Message.event_id.in_(retried))
+        )
+        existing = {(event_id, channel): message_id for event_id, channel, message_id in rows}
+    fallbacks = await session.execute(
+        select(EventType.name, EventType.fallback_channel).where(
+            EventType.name.in_({e.type for e in events}), EventType.fallback_channel.is_not(None)
+        )
+    )
+    return BatchContext(routes, blocked, existing, {name: channel for name, channel in fallbacks if channel})
 
 
 class DeliveryPipeline:
@@ -192,6 +201,19 @@ class DeliveryPipeline:
         else:
             decision.outcome = attached
 
+    def fall_back(self, decisions: list[Decision], context: BatchContext, now: datetime) -> None:
+        """An event that failed for good on its channel, or had no usable address for it, goes back to the queue
+        on its type's fallback channel (once: the fallback has no fallback of its own)."""
+        for d in decisions:
+            event = d.event
+            fallback = context.fallbacks.get(event.type)
+            if d.status not in (EventStatus.DELIVERY_FAILED, EventStatus.IGNORED) or fallback in (None, event.channel):
+                continue
+            if not (event.email if fallback == "email" else event.mobile_phone):
+                continue
+            d.status, d.next_attempt_at, d.fallback = EventStatus.PENDING, now, fallback
+            d.reason = f"{event.channel} failed for good ({d.reason}); trying {fallback}"
+
     def settle(self, decisions: list[Decision], now: datetime) -> None:
         """Turn each send outcome into the event's next status."""
         for decision in decisions:
@@ -247,6 +269,7 @@ class DeliveryPipeline:
                     "next_attempt_at": d.next_attempt_at or now,
                     "error_count": e.error_count + (1 if failed_send else 0),
                     "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
+                    "channel": d.fallback or e.channel,
                     "template_id": d.route.template_id if d.route else None,
                     "template_version_id": d.route.version_id if d.route and d.message else None,
                 }
@@ -254,15 +277,16 @@ class DeliveryPipeline:
             timeline.append({"event_id": e.id, "status": d.status, "at": now, "reason": d.reason})
             if isinstance(d.outcome, InvalidAddress) and d.message is not None:
                 quarantine.append((e.channel, d.message.to, d.outcome.reason))
-            existing = context.existing_messages.get(e.id)
+            existing = context.existing_messages.get((e.id, e.channel))
             if d.outcome is not None and d.message is not None:
-                message = self._message_row(d, now, retrying=d.status == EventStatus.PENDING)
+                retrying = d.status == EventStatus.PENDING and d.fallback is None
+                message = self._message_row(d, now, retrying=retrying)
                 if existing is None:
                     new_messages.append(message)
                     continue
                 changes = {k: v for k, v in message.items() if k not in ("created_at", "attempts")}
                 changes["attempts"] = Message.attempts + 1
-            elif existing is not None and d.status not in (EventStatus.PENDING, EventStatus.PAUSED):
+            elif existing is not None and (d.fallback or d.status not in (EventStatus.PENDING, EventStatus.PAUSED)):
                 # The earlier attempt's message will not be retried any more.
                 changes = {"status": MessageStatus.FAILED, "error": d.reason, "updated_at": now}
             else:

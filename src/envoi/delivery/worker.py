@@ -69,6 +69,7 @@ class Worker:
         sent = time.perf_counter()
         done = utcnow()
         self.pipeline.settle(decisions, done)
+        self.pipeline.fall_back(decisions, context, done)
         async with self.sessionmaker.begin() as session:
             recorded = await self.pipeline.record(session, owner, decisions, context, done)
         if recorded < len(decisions):

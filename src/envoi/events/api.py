@@ -39,6 +39,8 @@ def _type_out(event_type: EventType) -> EventTypeOut:
         label=event_type.label,
         json_schema=event_type.json_schema,
         sample=event_type.sample,
+        default_channel=event_type.default_channel,
+        fallback_channel=event_type.fallback_channel,
         created_at=event_type.created_at,
     )
 

@@ -46,6 +46,10 @@ class EventType(Base):
     label: Mapped[str] = mapped_column(String(200))
     json_schema: Mapped[dict[str, Any] | None] = mapped_column("schema", Json)
     sample: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    default_channel: Mapped[str | None] = mapped_column(String(16), doc="For events that wish for none; null: email.")
+    fallback_channel: Mapped[str | None] = mapped_column(
+        String(16), doc="Tried when the first channel fails for good or the event has no usable address for it."
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -148,6 +148,14 @@ class EventTypeIn(_Model):
     label: str = Field(min_length=1, max_length=200)
     json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema that ctx must match.")
     sample: dict[str, Any] | None = Field(None, description="Sample ctx, for previews and tests.")
+    default_channel: Literal["email", "sms"] | None = Field(
+        None, alias="defaultChannel", description="The channel of events that wish for none. Unset: email."
+    )
+    fallback_channel: Literal["email", "sms"] | None = Field(
+        None,
+        alias="fallbackChannel",
+        description="Tried when the first channel fails for good or the event has no usable address for it.",
+    )
 
 
 class EventTypeOut(_Model):
@@ -155,4 +163,6 @@ class EventTypeOut(_Model):
     label: str
     json_schema: dict[str, Any] | None = Field(alias="schema")
     sample: dict[str, Any] | None
+    default_channel: str | None = Field(alias="defaultChannel")
+    fallback_channel: str | None = Field(alias="fallbackChannel")
     created_at: datetime = Field(alias="createdAt")

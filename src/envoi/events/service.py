@@ -43,7 +43,14 @@ def _normalized(
         return None
 
 
-def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) -> _Checked:
+@dataclass(frozen=True, slots=True)
+class _TypeRules:
+    schema: str | None  # the JSON Schema as text (validators are cached by it)
+    channel: str  # for events that wish for none
+    fallback: str | None  # tried when the first channel fails or has no address
+
+
+def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime) -> _Checked:
     errors: list[tuple[str, str]] = []
     for field, value in (
         ("type", event.type),
@@ -64,17 +71,20 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
         errors.append(text_problem(event.ctx, "ctx") or ("ctx", "cannot be stored as JSON"))
     if errors:
         return _Checked({}, errors)
-    if event.type not in schemas:
+    rules = types.get(event.type)
+    if rules is None:
         errors.append(("type", f"event type '{event.type}' does not exist"))
-    elif (schema := schemas[event.type]) is not None:
-        errors.extend(ctx_errors(schema, event.ctx))
-    channel = str(event.wished_channel or "email")
+    elif rules.schema is not None:
+        errors.extend(ctx_errors(rules.schema, event.ctx))
+    channel = str(event.wished_channel or (rules.channel if rules else "email"))
     email = _normalized(event.email, normalize_email, "email", "email address", errors)
     mobile_phone = _normalized(event.mobile_phone, normalize_phone, "mobilePhone", "phone number", errors)
-    if channel == "email" and not event.email:
-        errors.append(("email", "an email address is required for the email channel"))
-    if channel == "sms" and not event.mobile_phone:
-        errors.append(("mobilePhone", "a mobile phone number is required for the sms channel"))
+    has = {"email": bool(event.email), "sms": bool(event.mobile_phone)}
+    fallback = rules.fallback if rules else None
+    if not has.get(channel, True) and not (fallback and has.get(fallback)):
+        field, what = ("email", "an email address") if channel == "email" else ("mobilePhone", "a mobile phone number")
+        also = f" (or, for the fallback channel {fallback}, its address)" if fallback else ""
+        errors.append((field, f"{what} is required for the {channel} channel{also}"))
     scheduled = event.scheduled
     row = {
         "type": event.type,
@@ -102,9 +112,16 @@ def _check_event(event: EventIn, schemas: dict[str, str | None], now: datetime) 
     return _Checked(row, errors)
 
 
-async def _schemas_of(session: AsyncSession, names: set[str]) -> dict[str, str | None]:
-    rows = await session.execute(select(EventType.name, EventType.json_schema).where(EventType.name.in_(names)))
-    return {name: (json.dumps(schema, sort_keys=True) if schema else None) for name, schema in rows}
+async def _types_of(session: AsyncSession, names: set[str]) -> dict[str, _TypeRules]:
+    rows = await session.execute(
+        select(EventType.name, EventType.json_schema, EventType.default_channel, EventType.fallback_channel).where(
+            EventType.name.in_(names)
+        )
+    )
+    return {
+        name: _TypeRules(json.dumps(schema, sort_keys=True) if schema else None, channel or "email", fallback)
+        for name, schema, channel, fallback in rows
+    }
 
 
 def request_hash(event: EventIn) -> str:
@@ -120,7 +137,7 @@ async def ingest_event(
     session: AsyncSession, event: EventIn, *, api_key_id: int | None, idempotency_key: str | None = None
 ) -> tuple[int, bool]:
     """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
-    checked = _check_event(event, await _schemas_of(session, {event.type}), utcnow())
+    checked = _check_event(event, await _types_of(session, {event.type}), utcnow())
     if checked.errors:
         raise invalid(checked.errors)
     row = checked.row | {"api_key_id": api_key_id}
@@ -147,12 +164,12 @@ async def ingest_event(
 
 async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | None]]) -> list[int | ValidationFailed]:
     """Store each valid event (one insert for all); each invalid one gets its own error instead."""
-    schemas = await _schemas_of(session, {event.type for event, _ in events})
+    types = await _types_of(session, {event.type for event, _ in events})
     results: list[int | ValidationFailed] = []
     rows: list[dict[str, Any]] = []
     now = utcnow()  # one receipt time per transaction: rows of a batch share their timestamps
     for event, api_key_id in events:
-        checked = _check_event(event, schemas, now)
+        checked = _check_event(event, types, now)
         if checked.errors:
             results.append(invalid(checked.errors))
         else:
@@ -177,14 +194,14 @@ async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: i
             events = list(_EVENT_LIST.validate_python(items))
         except ValidationError:
             events, parse_errors = _validate_each(items)
-    schemas = await _schemas_of(session, {e.type for e in events if e is not None})
+    types = await _types_of(session, {e.type for e in events if e is not None})
     problems = dict(parse_errors)
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for index, event in enumerate(events):
         if event is None:
             continue
-        checked = _check_event(event, schemas, now)
+        checked = _check_event(event, types, now)
         if checked.errors:
             problems[index] = checked.errors
         rows.append(checked.row | {"api_key_id": api_key_id})

@@ -28,6 +28,8 @@ def _remote_ref(schema: Any) -> str | None:
 
 
 def _check_schema(data: EventTypeIn) -> None:
+    if data.fallback_channel is not None and data.fallback_channel == (data.default_channel or "email"):
+        raise ValidationFailed("the fallback must be another channel than the default one", field="fallbackChannel")
     problems: list[tuple[str, str]] = []
     if data.json_schema is not None:
         try:
@@ -53,7 +55,14 @@ async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventTy
     _check_schema(data)
     if await session.scalar(select(EventType.id).where(EventType.name == data.name)) is not None:
         raise Conflict(f"event type '{data.name}' already exists", field="name")
-    event_type = EventType(name=data.name, label=data.label, json_schema=data.json_schema, sample=data.sample)
+    event_type = EventType(
+        name=data.name,
+        label=data.label,
+        json_schema=data.json_schema,
+        sample=data.sample,
+        default_channel=data.default_channel,
+        fallback_channel=data.fallback_channel,
+    )
     session.add(event_type)
     await session.flush()
     return event_type
@@ -67,6 +76,8 @@ async def update_event_type(session: AsyncSession, name: str, data: EventTypeIn)
     event_type.label = data.label
     event_type.json_schema = data.json_schema
     event_type.sample = data.sample
+    event_type.default_channel = data.default_channel
+    event_type.fallback_channel = data.fallback_channel
     return event_type
 
 
