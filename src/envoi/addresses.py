@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from email.utils import parseaddr
 
+import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 # The everyday address (ASCII dot-atom, a dotted domain with a letter TLD): checked by one regex instead of
@@ -18,15 +19,21 @@ _PLAIN = re.compile(
 _PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-/]+")
 
 
-def normalize_phone(value: str) -> str:
-    """A phone number as digits with an optional leading +; raises ValueError when it cannot be one."""
+def normalize_phone(value: str, region: str | None = None) -> str:
+    """The number in E.164 (``+33612345678``); a national number (``06 12 34 56 78``) needs the default
+    ``region`` (``FR``). Raises ValueError with a reason a user can act on."""
     text = value.strip()
     if not _PHONE_CHARACTERS.fullmatch(text):
         raise ValueError("only digits, spaces, dots, dashes, parentheses and a leading + are allowed")
-    digits = re.sub(r"\D", "", text)
-    if not 6 <= len(digits) <= 15:  # E.164 numbers have at most 15 digits
-        raise ValueError("a phone number has between 6 and 15 digits")
-    return ("+" if text.startswith("+") else "") + digits
+    if not text.startswith("+") and region is None:
+        raise ValueError("give it in international format (+33 6 12 34 56 78), or set ENVOI_DEFAULT_REGION")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError(str(error).split(") ", 1)[-1]) from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("it has too few or too many digits for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _special_use(domain: str) -> bool:

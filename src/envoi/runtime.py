@@ -32,7 +32,7 @@ class Runtime:
     outbound: OutboundClient = field(init=False)  # fetches attachments
 
     def __post_init__(self) -> None:
-        self.ingest = IngestGroup(self.sessionmaker, self.wakeup)
+        self.ingest = IngestGroup(self.sessionmaker, self.wakeup, region=self.settings.default_region)
         self.outbound = attachment_fetcher(self.settings)
 
     @classmethod

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
         None,
         description="smtp://user:pass@host:port, smtps://..., ?starttls=true. Unset: emails go to the outbox.",
     )
+    default_region: str | None = Field(
+        None,
+        pattern=r"^[A-Z]{2}$",
+        description="Country of phone numbers given without +country code (FR: 06 12 34 56 78 is +33612345678).",
+    )
     smpp_url: SecretStr | None = Field(
         None,
         description="smpp://system_id:password@host:2775?source=Shop for SMS through an SMSC. Unset: the outbox.",

@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from envoi.events.models import Event
 from envoi.runtime import Runtime
+from envoi.settings import Settings
+from tests.conftest import make_client
 from tests.helpers import ORDER_SCHEMA, create_type, event, push
 
 
@@ -271,3 +273,22 @@ async def test_phone_numbers_are_checked_and_normalized(api: httpx.AsyncClient) 
     good = await api.post("/api/v1/events", json=base | {"mobilePhone": "+33 6 12-34-56-78"})
     assert good.status_code == 202
     assert (await event(api, good.json()["id"]))["mobilePhone"] == "+33612345678"
+    national = await api.post("/api/v1/events", json=base | {"mobilePhone": "06 12 34 56 78"})
+    assert national.status_code == 422 and "ENVOI_DEFAULT_REGION" in national.json()["error"]["message"]
+
+
+async def test_national_numbers_take_the_default_region(settings: Settings) -> None:
+    runtime = Runtime.create(settings.model_copy(update={"default_region": "FR"}))
+    try:
+        async with await make_client(runtime) as api:
+            await create_type(api)
+            body = {"type": "order_confirmation", "email": "a@example.com", "mobilePhone": "06 12 34 56 78"}
+            single = await api.post("/api/v1/events", json=body)
+            batch = await api.post(
+                "/api/v1/events/batch", json={"events": [body | {"mobilePhone": "0033 7 00 00 00 01"}]}
+            )
+            assert single.status_code == 202 and batch.status_code == 202, batch.text
+            assert (await event(api, single.json()["id"]))["mobilePhone"] == "+33612345678"
+            assert (await event(api, batch.json()["ids"][0]))["mobilePhone"] == "+33700000001"
+    finally:
+        await runtime.aclose()

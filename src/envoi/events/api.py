@@ -119,7 +119,11 @@ async def push_event(request: Request) -> Response:
             raise ValidationFailed("at most 255 characters", field="Idempotency-Key")
         async with runtime.transaction() as session:
             event_id, created = await service.ingest_event(
-                session, event, api_key_id=key_id, idempotency_key=idempotency_key
+                session,
+                event,
+                api_key_id=key_id,
+                idempotency_key=idempotency_key,
+                region=runtime.settings.default_region,
             )
         if created:
             runtime.wakeup.ring()
@@ -157,7 +161,7 @@ async def push_events(request: Request) -> Response:
         items = _batch_items(body, limit)  # the slow path, which names every bad item by its index
     _check_size(len(items), limit)
     async with runtime.transaction() as session:
-        ids = await service.ingest_batch(session, items, api_key_id=key_id)
+        ids = await service.ingest_batch(session, items, api_key_id=key_id, region=runtime.settings.default_region)
     runtime.wakeup.ring()
     return Response(f'{{"ids":[{",".join(map(str, ids))}]}}', status_code=202, media_type="application/json")
 

@@ -26,8 +26,15 @@ class _Pending:
 
 
 class IngestGroup:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], wakeup: Wakeup, max_group: int = 1_000):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        wakeup: Wakeup,
+        max_group: int = 1_000,
+        region: str | None = None,
+    ):
         self._sessionmaker = sessionmaker
+        self._region = region  # for phone numbers without a country code
         self._wakeup = wakeup
         self._max_group = max_group
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop once all before it is in
@@ -59,7 +66,7 @@ class IngestGroup:
     async def _commit(self, group: list[_Pending]) -> None:
         try:
             async with self._sessionmaker.begin() as session:
-                results = await ingest_many(session, [(p.event, p.api_key_id) for p in group])
+                results = await ingest_many(session, [(p.event, p.api_key_id) for p in group], region=self._region)
         except Exception as error:
             log.exception("ingest.group_failed", events=len(group))
             failure = StoreUnavailable(f"the event could not be stored ({type(error).__name__}); try again")

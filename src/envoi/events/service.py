@@ -50,7 +50,7 @@ class _TypeRules:
     fallback: str | None  # tried when the first channel fails or has no address
 
 
-def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime) -> _Checked:
+def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, region: str | None) -> _Checked:
     errors: list[tuple[str, str]] = []
     for field, value in (
         ("type", event.type),
@@ -78,7 +78,9 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime) ->
         errors.extend(ctx_errors(rules.schema, event.ctx))
     channel = str(event.wished_channel or (rules.channel if rules else "email"))
     email = _normalized(event.email, normalize_email, "email", "email address", errors)
-    mobile_phone = _normalized(event.mobile_phone, normalize_phone, "mobilePhone", "phone number", errors)
+    mobile_phone = _normalized(
+        event.mobile_phone, lambda v: normalize_phone(v, region), "mobilePhone", "phone number", errors
+    )
     has = {"email": bool(event.email), "sms": bool(event.mobile_phone)}
     fallback = rules.fallback if rules else None
     if not has.get(channel, True) and not (fallback and has.get(fallback)):
@@ -134,10 +136,15 @@ def request_hash(event: EventIn) -> str:
 
 
 async def ingest_event(
-    session: AsyncSession, event: EventIn, *, api_key_id: int | None, idempotency_key: str | None = None
+    session: AsyncSession,
+    event: EventIn,
+    *,
+    api_key_id: int | None,
+    idempotency_key: str | None = None,
+    region: str | None = None,
 ) -> tuple[int, bool]:
     """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
-    checked = _check_event(event, await _types_of(session, {event.type}), utcnow())
+    checked = _check_event(event, await _types_of(session, {event.type}), utcnow(), region)
     if checked.errors:
         raise invalid(checked.errors)
     row = checked.row | {"api_key_id": api_key_id}
@@ -162,14 +169,16 @@ async def ingest_event(
     return event_id[0], True
 
 
-async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | None]]) -> list[int | ValidationFailed]:
+async def ingest_many(
+    session: AsyncSession, events: list[tuple[EventIn, int | None]], *, region: str | None = None
+) -> list[int | ValidationFailed]:
     """Store each valid event (one insert for all); each invalid one gets its own error instead."""
     types = await _types_of(session, {event.type for event, _ in events})
     results: list[int | ValidationFailed] = []
     rows: list[dict[str, Any]] = []
     now = utcnow()  # one receipt time per transaction: rows of a batch share their timestamps
     for event, api_key_id in events:
-        checked = _check_event(event, types, now)
+        checked = _check_event(event, types, now, region)
         if checked.errors:
             results.append(invalid(checked.errors))
         else:
@@ -182,7 +191,9 @@ async def ingest_many(session: AsyncSession, events: list[tuple[EventIn, int | N
     return results
 
 
-async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: int | None) -> list[int]:
+async def ingest_batch(
+    session: AsyncSession, items: list[Any], *, api_key_id: int | None, region: str | None = None
+) -> list[int]:
     """Store every event or none; a rejected batch lists each bad item's errors by index. ``items`` are raw
     JSON values, or events the caller already parsed."""
     parse_errors: dict[int, list[tuple[str, str]]] = {}
@@ -201,7 +212,7 @@ async def ingest_batch(session: AsyncSession, items: list[Any], *, api_key_id: i
     for index, event in enumerate(events):
         if event is None:
             continue
-        checked = _check_event(event, types, now)
+        checked = _check_event(event, types, now, region)
         if checked.errors:
             problems[index] = checked.errors
         rows.append(checked.row | {"api_key_id": api_key_id})

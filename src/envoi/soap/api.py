@@ -90,7 +90,7 @@ async def _dispatch(request: Request, runtime: Runtime) -> Response:
         )
     events = _event_collection(operation)
     async with runtime.transaction() as session:
-        ids = await ingest_batch(session, list(events), api_key_id=api_key_id)
+        ids = await ingest_batch(session, list(events), api_key_id=api_key_id, region=runtime.settings.default_region)
     runtime.wakeup.ring()
     values = [("plId", "xsd:long", str(event_id)) for event_id in ids]
     return Response(envelope.response(namespace, "PushEvents", values), media_type=_XML)

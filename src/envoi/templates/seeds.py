@@ -69,10 +69,13 @@ async def get_seed(session: AsyncSession, template_id: int, seed_id: int) -> See
     return seed
 
 
-async def save_seed(session: AsyncSession, template: Template, data: SeedIn, seed_id: int | None = None) -> SeedAddress:
-    """Add a seed address, or replace seed ``seed_id``."""
+async def save_seed(
+    session: AsyncSession, template: Template, data: SeedIn, seed_id: int | None = None, *, region: str | None = None
+) -> SeedAddress:
+    """Add a seed address, or replace seed ``seed_id``; ``region`` is that of phone numbers without a +country."""
+    sms = template.channel == "sms"
     try:
-        address = normalize_phone(data.address) if template.channel == "sms" else normalize_email(data.address)
+        address = normalize_phone(data.address, region) if sms else normalize_email(data.address)
     except ValueError as error:
         kind = "phone number" if template.channel == "sms" else "email address"
         raise ValidationFailed(f"not a valid {kind}: {error}", field="address") from None

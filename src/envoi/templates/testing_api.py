@@ -48,7 +48,7 @@ async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, k
     sample). Publishing renders the template for every seed and refuses if any fails."""
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
-        seed = await seeds.save_seed(session, template, data)
+        seed = await seeds.save_seed(session, template, data, region=runtime.settings.default_region)
         audit.record(session, template_id, actor_of(key), "seed_added", _seed_details(seed))
         return _seed_out(seed)
 
@@ -59,7 +59,7 @@ async def replace_seed(
 ) -> SeedOut:
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
-        seed = await seeds.save_seed(session, template, data, seed_id)
+        seed = await seeds.save_seed(session, template, data, seed_id, region=runtime.settings.default_region)
         audit.record(session, template_id, actor_of(key), "seed_changed", _seed_details(seed))
         return _seed_out(seed)
 
