@@ -104,7 +104,7 @@ class SmscPeer:
                 self._answer(event)
 
     def _answer(self, event: smpp34.SubmitSmEvent) -> None:
-        status = self.refused.get(event.destination_addr) or (self.failures.popleft() if self.failures else 0)
+        status = (self.failures.popleft() if self.failures else 0) or self.refused.get(event.destination_addr, 0)
         if status:
             event.reject(status)
             return
@@ -122,7 +122,7 @@ class SmscPeer:
             )
         )
         session = self._sessions.get(event.session_id)
-        if self.receipts and event.registered_delivery and session is not None:
+        if self.receipts and event.registered_delivery & 0x01 and session is not None:
             state = self.receipt_state.get(event.destination_addr, "DELIVRD")
             text = f"id:{message_id} sub:001 dlvrd:001 submit date:2611270000 done date:2611270000 stat:{state} err:000"
             receipt = asyncio.ensure_future(

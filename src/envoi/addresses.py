@@ -19,6 +19,17 @@ _PLAIN = re.compile(
 _PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-/]+")
 
 
+def plain_phone(value: str) -> str:
+    """Digits with an optional leading +, for a number no SMS goes to: checked, not interpreted."""
+    text = value.strip()
+    if not _PHONE_CHARACTERS.fullmatch(text):
+        raise ValueError("only digits, spaces, dots, dashes, parentheses and a leading + are allowed")
+    digits = re.sub(r"\D", "", text)
+    if not 6 <= len(digits) <= 15:  # E.164 numbers have at most 15 digits
+        raise ValueError("a phone number has between 6 and 15 digits")
+    return ("+" if text.startswith("+") else "") + digits
+
+
 def normalize_phone(value: str, region: str | None = None) -> str:
     """The number in E.164 (``+33612345678``); a national number (``06 12 34 56 78``) needs the default
     ``region`` (``FR``). Raises ValueError with a reason a user can act on."""
@@ -31,7 +42,7 @@ def normalize_phone(value: str, region: str | None = None) -> str:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as error:
         raise ValueError(str(error).split(") ", 1)[-1]) from None
-    if not phonenumbers.is_possible_number(number):
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise ValueError("it has too few or too many digits for its country")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -89,13 +89,16 @@ async def test_permanent_failure(channel: SmppChannel, smsc: SmscPeer) -> None:
 
 async def test_an_smsc_that_is_down_means_retry_and_it_reconnects(smsc: SmscPeer) -> None:
     await smsc.stop()
-    channel = SmppChannel(SmppSettings.from_url(smsc.url + "&timeout=2"))
+    channel = SmppChannel(SmppSettings.from_url(smsc.url + "&timeout=2&rebind_after=0.5"))
     try:
         [outcome] = await channel.send_many([sms("hello")])
         assert isinstance(outcome, Retry) and "SMSC unreachable" in outcome.reason
         restarted = SmscPeer()
         restarted.port, restarted.server = smsc.port, smpp34.Server("127.0.0.1", smsc.port, system_id="TestSMSC")
         await restarted.start()
+        [waiting] = await channel.send_many([sms("too soon")])  # no bind attempt for a moment after a failed one
+        assert isinstance(waiting, Retry) and "moments ago" in waiting.reason
+        await asyncio.sleep(0.6)
         try:
             assert await channel.send_many([sms("hello again")]) == [Sent("m1")]
             assert restarted.messages() == [("33612345678", "hello again")]
@@ -143,3 +146,19 @@ def test_the_password_never_shows() -> None:
     assert "s3cr" not in repr(settings) and "s3cr" not in str(settings.model_dump())
     with pytest.raises(ValueError, match="unknown options: sourse"):
         SmppSettings.from_url("smpp://envoi:pw@host?sourse=Shop")
+
+
+async def test_a_text_too_long_for_one_sms_fails_alone(channel: SmppChannel, smsc: SmscPeer) -> None:
+    outcomes = await channel.send_many([sms("ж" * 17_200), sms("short")])
+    assert isinstance(outcomes[0], Failed) and "at most 255" in outcomes[0].reason
+    assert isinstance(outcomes[1], Sent) and smsc.messages() == [("33612345678", "short")]
+
+
+async def test_a_long_sms_asks_for_one_receipt_for_its_last_part(
+    channel: SmppChannel, smsc: SmscPeer, receipts: list[Receipt]
+) -> None:
+    [outcome] = await channel.send_many([sms("x" * 400)])
+    assert isinstance(outcome, Sent) and outcome.provider_id == smsc.submits[-1].message_id == "m3"
+    await until(lambda: len(receipts) == 1)
+    await asyncio.sleep(0.2)
+    assert receipts == [Receipt("m3", True, "DELIVRD")]

@@ -122,3 +122,21 @@ async def test_the_fallback_must_be_another_channel(api: httpx.AsyncClient) -> N
         "/api/v1/event-types", json={"name": "t", "label": "T", "defaultChannel": "sms", "fallbackChannel": "sms"}
     )
     assert response.status_code == 422 and response.json()["error"]["field"] == "fallbackChannel"
+
+
+async def test_the_fallback_gets_its_own_attempts(settings: Settings, smsc: SmscPeer, smtp_sink: SmtpSink) -> None:
+    """An SMS that used up its attempts on a throttled SMSC, then was refused, still goes out by email."""
+    urls = {"smpp_url": SecretStr(smsc.url), "smtp_url": SecretStr(smtp_sink.url), "retry_max_attempts": 2}
+    runtime = Runtime.create(settings.model_copy(update=urls))
+    try:
+        async with await make_client(runtime) as api:
+            await login_code_type(api, defaultChannel="sms", fallbackChannel="email")
+            smsc.fail_next(1)  # throttled: attempt 1 of 2
+            smsc.refuse("+33600000000")  # then refused for good
+            event_id = await push(api, type="login_code", mobilePhone="+33600000000", email="ann@example.com")
+            await drain(runtime)
+            [received] = await smtp_sink.wait_for(1)
+            assert received.rcpt_tos == ["ann@example.com"]
+            assert (await event(api, event_id))["status"] == "processed"
+    finally:
+        await runtime.aclose()

@@ -273,8 +273,15 @@ async def test_phone_numbers_are_checked_and_normalized(api: httpx.AsyncClient) 
     good = await api.post("/api/v1/events", json=base | {"mobilePhone": "+33 6 12-34-56-78"})
     assert good.status_code == 202
     assert (await event(api, good.json()["id"]))["mobilePhone"] == "+33612345678"
-    national = await api.post("/api/v1/events", json=base | {"mobilePhone": "06 12 34 56 78"})
-    assert national.status_code == 422 and "ENVOI_DEFAULT_REGION" in national.json()["error"]["message"]
+    # Without a default region a national number cannot become E.164: refused where an SMS would go to it,
+    # kept as digits on an email event (for the record).
+    national = {"mobilePhone": "06 12 34 56 78"}
+    for_sms = await api.post("/api/v1/events", json=base | national | {"wishedChannel": "sms"})
+    assert for_sms.status_code == 422 and "ENVOI_DEFAULT_REGION" in for_sms.json()["error"]["message"]
+    kept = await api.post("/api/v1/events", json=base | national)
+    assert kept.status_code == 202 and (await event(api, kept.json()["id"]))["mobilePhone"] == "0612345678"
+    by_country = await api.post("/api/v1/events", json=base | national | {"wishedChannel": "sms", "country": "fr"})
+    assert (await event(api, by_country.json()["id"]))["mobilePhone"] == "+33612345678"
 
 
 async def test_national_numbers_take_the_default_region(settings: Settings) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import re
+import time
 from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -22,8 +24,16 @@ from envoi.channels.sms import SmsMessage, encode_sms, with_udh
 
 log = structlog.get_logger(__name__)
 
-_TEMPORARY = {0x08: "system error", 0x14: "message queue full", 0x58: "throttled", 0x45: "submit failed"}
-_BAD_ADDRESS = {0x0B: "invalid destination address", 0x33: "invalid number of destinations"}
+_TEMPORARY = {
+    0x04: "not bound",
+    0x08: "system error",
+    0x14: "message queue full",
+    0x45: "submit failed",
+    0x58: "throttled",
+    0x64: "temporary application error",
+}
+_BAD_ADDRESS = {0x0B: "invalid destination address"}
+_MAX_PARTS = 255
 _RECEIPT_STATE = re.compile(rb"\bstat:([A-Z]+)", re.IGNORECASE)
 _RECEIPT_ID = re.compile(rb"\bid:(\S+)", re.IGNORECASE)
 _FINAL_STATES = {"DELIVRD": True, "UNDELIV": False, "EXPIRED": False, "DELETED": False, "REJECTD": False}
@@ -45,6 +55,7 @@ class SmppSettings(BaseModel):
     source: str = Field("Envoi", min_length=1, max_length=20, description="Sender: a short code or up to 11 letters.")
     window: int = Field(10, ge=1, le=1000, description="Submits in flight at once.")
     timeout: float = Field(30.0, gt=0, description="Seconds to bind, and to wait for each answer.")
+    rebind_after: float = Field(5.0, ge=0, description="After a failed bind, seconds before binding again.")
 
     @classmethod
     def from_url(cls, url: str) -> SmppSettings:
@@ -53,7 +64,7 @@ class SmppSettings(BaseModel):
         if parts.scheme.lower() != "smpp" or not parts.hostname or not parts.username:
             raise ValueError("SMPP URL must look like smpp://system_id:password@host:port")
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(options) - {"source", "window", "system_type", "timeout"}
+        unknown = set(options) - {"source", "window", "system_type", "timeout", "rebind_after"}
         if unknown:
             raise ValueError(f"SMPP URL has unknown options: {', '.join(sorted(unknown))}")
         return cls.model_validate(
@@ -77,23 +88,29 @@ class SmppChannel:
         self.on_receipt = on_receipt
         self._client: smpp34.Client | None = None
         self._smsc: smpp34.Smsc | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._window = asyncio.Semaphore(settings.window)
-        self._references = itertools.cycle(range(256))
+        # Phones join parts by sender and reference: processes must not all start counting at 0.
+        self._references = itertools.count(random.randrange(256))
+        self._down_until = 0.0  # after a failed bind, messages wait for a retry instead of binding in turn
 
     async def send_many(self, messages: Sequence[SmsMessage]) -> list[Outcome]:
         return list(await asyncio.gather(*(self._send(message) for message in messages)))
 
     async def _send(self, message: SmsMessage) -> Outcome:
         encoded = encode_sms(message.text)
+        if encoded.segments > _MAX_PARTS:
+            return Failed(f"the text needs {encoded.segments} parts; an SMS has at most {_MAX_PARTS}")
         parts = with_udh(encoded.parts, next(self._references))
         sender = message.sender or self.settings.source
         alphanumeric = not sender.lstrip("+").isdigit()
-        ids: list[str] = []
+        smsc: smpp34.Smsc | None = None
+        sent = 0
         try:
             smsc = await self._session()
-            for part in parts:
+            for number, part in enumerate(parts, 1):
+                last = number == len(parts)
                 async with self._window:
                     response = await asyncio.wait_for(
                         smsc.submit_sm(
@@ -106,37 +123,54 @@ class SmppChannel:
                             dest_addr_npi=1,
                             esm_class=0x40 if len(parts) > 1 else 0,  # user data starts with a header
                             data_coding=encoded.data_coding,
-                            registered_delivery=1,  # a receipt for the final outcome
+                            registered_delivery=1 if last else 0,  # one receipt: the last part's
                         ),
                         self.settings.timeout,
                     )
-                status = response.command_status
-                if status != 0:
-                    return _refused(status, len(ids))
-                ids.append(response.message_id or "")
+                if response.command_status != 0:
+                    return _refused(response.command_status, sent)
+                sent += 1
+                if last:
+                    return Sent(response.message_id or None)
         except (smpp34.SmppError, OSError, TimeoutError, ConnectionError) as error:
-            await self._drop()
-            return Retry(f"SMSC unreachable or not answering: {error or type(error).__name__}")
-        return Sent(ids[0] or None)
+            if smsc is not None:
+                await self._drop(smsc)
+            return Retry(f"SMSC unreachable or not answering: {str(error) or type(error).__name__}")
+        except Exception as error:  # a send must never raise: the rest of the batch was sent already
+            log.exception("smpp.send_failed", ref=message.ref)
+            return Retry(f"SMPP: {type(error).__name__}")
+        return Failed("nothing to send")
 
     async def _session(self) -> smpp34.Smsc:
         async with self._lock:
-            if self._smsc is None:
-                settings = self.settings
-                self._client = smpp34.Client(
-                    settings.host,
-                    settings.port,
-                    settings.system_id,
-                    settings.password.get_secret_value(),
-                    bind_type="TRX",
-                    system_type=settings.system_type,
-                    window_size=settings.window,
-                    connect_timeout_ms=int(settings.timeout * 1000),
-                )
-                self._smsc = await asyncio.wait_for(self._client.connect(), settings.timeout)
-                self._reader = asyncio.create_task(self._read(self._smsc))
-                log.info("smpp.bound", host=settings.host, port=settings.port, system_id=settings.system_id)
-            return self._smsc
+            if self._smsc is not None:
+                return self._smsc
+            if time.monotonic() < self._down_until:
+                raise ConnectionError("the SMSC could not be reached moments ago")
+            settings = self.settings
+            client = smpp34.Client(
+                settings.host,
+                settings.port,
+                settings.system_id,
+                settings.password.get_secret_value(),
+                bind_type="TRX",
+                system_type=settings.system_type,
+                window_size=settings.window,
+                connect_timeout_ms=int(settings.timeout * 1000),
+            )
+            try:
+                smsc = await asyncio.wait_for(client.connect(), settings.timeout)
+            except BaseException:
+                self._down_until = time.monotonic() + settings.rebind_after
+                with contextlib.suppress(Exception):
+                    await client.stop()
+                raise
+            self._client, self._smsc = client, smsc
+            reader = asyncio.create_task(self._read(smsc))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+            log.info("smpp.bound", host=settings.host, port=settings.port, system_id=settings.system_id)
+            return smsc
 
     async def _read(self, smsc: smpp34.Smsc) -> None:
         """Delivery receipts, until the session ends."""
@@ -144,8 +178,7 @@ class SmppChannel:
             event = await smsc.next()
             if isinstance(event, smpp34.Disconnected):
                 log.warning("smpp.disconnected", host=self.settings.host)
-                if self._smsc is smsc:
-                    self._smsc = None
+                await self._drop(smsc)
                 return
             receipt = parse_receipt(event)
             if receipt is not None and self.on_receipt is not None:
@@ -154,24 +187,27 @@ class SmppChannel:
                 except Exception:  # a receipt we could not record must not stop the next ones
                     log.exception("smpp.receipt_failed", provider_id=receipt.provider_id)
 
-    async def _drop(self) -> None:
+    async def _drop(self, smsc: smpp34.Smsc) -> None:
+        """Close this session if it is still the current one (another send may have opened a new one)."""
         async with self._lock:
-            client, reader = self._client, self._reader
-            self._client = self._smsc = self._reader = None
-        if reader is not None:
-            reader.cancel()
+            if self._smsc is not smsc:
+                return
+            client = self._client
+            self._client = self._smsc = None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.stop()
 
     async def aclose(self) -> None:
-        smsc, reader = self._smsc, self._reader
+        smsc = self._smsc
         if smsc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(smsc.unbind(), 5)
-        if reader is not None:
-            await asyncio.wait({reader}, timeout=5)  # the receipts already in hand are recorded
-        await self._drop()
+            await self._drop(smsc)
+        if self._readers:  # the receipts already in hand are recorded; then the readers stop
+            await asyncio.wait(self._readers, timeout=5)
+            for reader in list(self._readers):
+                reader.cancel()
         closing = getattr(self.on_receipt, "aclose", None)
         if closing is not None:
             await closing()

@@ -9,6 +9,10 @@ The state machine (numbers in events.models.EventStatus):
   processing -> paused                       its template is paused; back to pending when resumed
   processing -> ignored                      the address is quarantined
   processing -> delivery_failed              refused for good, invalid address (quarantined), or render error
+  processing -> pending, on another channel  instead of delivery_failed or ignored, when the event type has a
+                                             fallback channel the event has an address for; attempts start
+                                             again (once: the fallback has no fallback). routing_failed,
+                                             paused and too_old do not fall back.
 A processing event whose lease ran out is claimed again by any worker.
 """
 
@@ -267,7 +271,8 @@ class DeliveryPipeline:
                     "status": d.status,
                     "updated_at": now,
                     "next_attempt_at": d.next_attempt_at or now,
-                    "error_count": e.error_count + (1 if failed_send else 0),
+                    # The fallback channel starts afresh: its own retries, its own attempts.
+                    "error_count": 0 if d.fallback else e.error_count + (1 if failed_send else 0),
                     "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
                     "channel": d.fallback or e.channel,
                     "template_id": d.route.template_id if d.route else None,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import normalize_email, normalize_phone
+from envoi.addresses import normalize_email, normalize_phone, plain_phone
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
@@ -41,6 +41,16 @@ def _normalized(
     except ValueError as error:
         errors.append((field, f"not a valid {what}: {error}"))
         return None
+
+
+def _phone(value: str, region: str | None, for_sms: bool) -> str:
+    """E.164 where an SMS may go to the number; elsewhere (a number kept for the record) only checked."""
+    try:
+        return normalize_phone(value, region)
+    except ValueError:
+        if for_sms:
+            raise
+        return plain_phone(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +88,16 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, re
         errors.extend(ctx_errors(rules.schema, event.ctx))
     channel = str(event.wished_channel or (rules.channel if rules else "email"))
     email = _normalized(event.email, normalize_email, "email", "email address", errors)
+    fallback = rules.fallback if rules else None
+    country = event.country.upper() if event.country and len(event.country) == 2 else region
     mobile_phone = _normalized(
-        event.mobile_phone, lambda v: normalize_phone(v, region), "mobilePhone", "phone number", errors
+        event.mobile_phone,
+        lambda v: _phone(v, country, "sms" in (channel, fallback)),
+        "mobilePhone",
+        "phone number",
+        errors,
     )
     has = {"email": bool(event.email), "sms": bool(event.mobile_phone)}
-    fallback = rules.fallback if rules else None
     if not has.get(channel, True) and not (fallback and has.get(fallback)):
         field, what = ("email", "an email address") if channel == "email" else ("mobilePhone", "a mobile phone number")
         also = f" (or, for the fallback channel {fallback}, its address)" if fallback else ""
