@@ -10,7 +10,11 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 
+from envoi.channels.base import Receipt
+from envoi.delivery.models import Message
+from envoi.delivery.receipts import record_receipt
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from tests.conftest import drain, make_client
@@ -140,3 +144,17 @@ async def test_the_fallback_gets_its_own_attempts(settings: Settings, smsc: Smsc
             assert (await event(api, event_id))["status"] == "processed"
     finally:
         await runtime.aclose()
+
+
+async def test_a_reused_provider_id_only_marks_the_newest_message(envoi: Envoi, smsc: SmscPeer) -> None:
+    api, runtime = envoi
+    await login_code_type(api)
+    smsc.receipts = False
+    sms = {"type": "login_code", "wishedChannel": "sms", "mobilePhone": "+33612345678", "email": None}
+    older, newer = await push(api, **sms), await push(api, **sms)
+    await drain(runtime)
+    async with runtime.transaction() as session:  # as if the SMSC had restarted and counted from m1 again
+        await session.execute(update(Message).values(provider_id="m1"))
+        assert await record_receipt(session, "sms", Receipt("m1", False, "UNDELIV")) == 1
+    assert (await event(api, older))["messages"][0]["status"] == "sent"
+    assert (await event(api, newer))["messages"][0]["status"] == "undelivered"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.channels.base import Receipt
@@ -21,11 +21,23 @@ _WAITS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 20.0)  # about 40 s in all: longer than
 
 
 async def record_receipt(session: AsyncSession, channel: str, receipt: Receipt) -> int:
-    """Set the status of the message the receipt is about; returns how many messages it matched."""
+    """Set the status of the message the receipt is about; returns how many messages it matched (0 or 1).
+
+    Providers reuse their ids (an SMSC restarted, another SMSC configured): the receipt is for the newest sent
+    message with that id that has no receipt yet."""
     status = MessageStatus.DELIVERED if receipt.delivered else MessageStatus.UNDELIVERED
+    newest = (
+        select(func.max(Message.id))
+        .where(
+            Message.channel == channel,
+            Message.provider_id == receipt.provider_id,
+            Message.status == MessageStatus.SENT,
+        )
+        .scalar_subquery()
+    )
     result = await session.execute(
         update(Message)
-        .where(Message.channel == channel, Message.provider_id == receipt.provider_id)
+        .where(Message.id == newest)
         .values(
             status=status,
             error=None if receipt.delivered else f"not delivered: {receipt.status}",
