@@ -85,29 +85,19 @@ async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: Ru
         template = await get_template(session, template_id)
         result = await preview(session, template, data)
     rendered = result.rendered
-    warnings = [ProblemOut(field=field, message=message) for field, message in result.warnings]
-    if isinstance(rendered, RenderedSms):
-        return PreviewOut(
-            version=result.version,
-            data=result.data,
-            language=rendered.language,
-            sender=rendered.sender,
-            text=rendered.text,
-            encoding=rendered.encoding,
-            segments=rendered.segments,
-            warnings=warnings,
-        )
-    return PreviewOut(
+    shown = PreviewOut(
         version=result.version,
         data=result.data,
         language=rendered.language,
         sender=rendered.sender,
-        reply_to=rendered.reply_to,
-        subject=rendered.subject,
-        html=rendered.html,
         text=rendered.text,
-        warnings=warnings,
+        warnings=[ProblemOut(field=field, message=message) for field, message in result.warnings],
     )
+    if isinstance(rendered, RenderedSms):
+        shown.encoding, shown.segments = rendered.encoding, rendered.segments
+    else:
+        shown.reply_to, shown.subject, shown.html = rendered.reply_to, rendered.subject, rendered.html
+    return shown
 
 
 @router.post("/{template_id}/proof", response_model=list[ProofOut])
