@@ -27,6 +27,7 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     channels: dict[str, Channel[Any]]
+    receipts: ReceiptRecorder | None = None  # closed after the channels that feed it
     wakeup: Wakeup = field(default_factory=Wakeup)
     ingest: IngestGroup = field(init=False)
     outbound: OutboundClient = field(init=False)  # fetches attachments
@@ -39,11 +40,12 @@ class Runtime:
     def create(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
+        receipts = ReceiptRecorder(sessionmaker, "sms")
         channels: dict[str, Channel[Any]] = {
             "email": email_channel(settings, sessionmaker),
-            "sms": sms_channel(settings, sessionmaker),
+            "sms": sms_channel(settings, sessionmaker, receipts),
         }
-        return cls(settings, engine, sessionmaker, channels)
+        return cls(settings, engine, sessionmaker, channels, receipts)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -55,6 +57,8 @@ class Runtime:
         await self.ingest.aclose()
         for channel in self.channels.values():
             await channel.aclose()
+        if self.receipts is not None:
+            await self.receipts.aclose()
         await self.outbound.aclose()
         await self.engine.dispose()
 
@@ -81,10 +85,9 @@ def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSess
     )
 
 
-def sms_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> SmsChannel:
+def sms_channel(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], receipts: ReceiptRecorder
+) -> SmsChannel:
     if settings.smpp_url is None:
         return OutboxChannel(sessionmaker)
-    return SmppChannel(
-        SmppSettings.from_url(settings.smpp_url.get_secret_value()),
-        on_receipt=ReceiptRecorder(sessionmaker, "sms"),
-    )
+    return SmppChannel(SmppSettings.from_url(settings.smpp_url.get_secret_value()), on_receipt=receipts)

@@ -69,6 +69,7 @@ async def test_an_sms_event_goes_to_the_outbox_by_default(api: httpx.AsyncClient
     assert (message["channel"], message["address"], message["status"]) == ("sms", "+33612345678", "sent")
     [captured] = (await api.get("/api/v1/outbox")).json()
     assert (captured["channel"], captured["to"], captured["text"]) == ("sms", "+33612345678", "Your code is 987654")
+    assert (captured["encoding"], captured["segments"], captured["subject"]) == ("GSM-7", 1, None)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from envoi.access.api import ApiKeyId, RuntimeDep
 from envoi.channels.outbox import OutboxMessage
+from envoi.channels.sms import encode_sms
 from envoi.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"])
@@ -36,12 +37,17 @@ class OutboxOut(BaseModel):
     html: str | None
     text: str | None
     message_id: str | None = Field(alias="messageId")
+    encoding: str | None = Field(None, description="SMS: GSM-7 or UCS-2.")
+    segments: int | None = Field(None, description="SMS: the parts it went out in.")
     attachments: list[OutboxAttachmentOut] = Field(description="The files sent with the message, without content.")
     created_at: datetime = Field(alias="createdAt")
 
 
 def _out(row: OutboxMessage) -> OutboxOut:
+    sms = encode_sms(row.text or "") if row.channel == "sms" else None
     return OutboxOut(
+        encoding=sms.encoding if sms else None,
+        segments=sms.segments if sms else None,
         id=row.id,
         channel=row.channel,
         sender=row.sender,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.channels.base import EmailMessage, Outcome, Sent
-from envoi.channels.sms import SmsMessage, encode_sms
+from envoi.channels.sms import SmsMessage
 from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
 
 
@@ -60,13 +60,12 @@ class OutboxChannel:
 
 def _row(message: EmailMessage | SmsMessage) -> dict[str, Any]:
     if isinstance(message, SmsMessage):
-        sms = encode_sms(message.text)
         return {
             "channel": "sms",
             "sender": message.sender or "",
             "recipient": message.to,
             "reply_to": None,
-            "subject": f"{sms.segments} part(s), {sms.encoding}",
+            "subject": None,
             "html": None,
             "text": message.text,
             "message_id": None,

@@ -208,9 +208,6 @@ class SmppChannel:
             await asyncio.wait(self._readers, timeout=5)
             for reader in list(self._readers):
                 reader.cancel()
-        closing = getattr(self.on_receipt, "aclose", None)
-        if closing is not None:
-            await closing()
 
 
 def _refused(status: int, parts_sent: int) -> Outcome:
