@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -41,6 +42,19 @@ def _admin() -> psycopg.Connection:
         pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN_URL}: {error}", pytrace=False)
 
 
+@contextlib.contextmanager
+def pg_database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield _pg_url(name)
+    finally:
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _migrate(url: str, data_dir: Path) -> None:
     async def run() -> None:
         engine = create_engine(Settings(database_url=url, data_dir=data_dir))
@@ -58,15 +72,9 @@ def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     folder = tmp_path_factory.mktemp("template-db")
     sqlite_file = folder / "template.db"
     _migrate(f"sqlite:///{sqlite_file}", folder)
-    pg_name = f"envoi_tpl_{uuid.uuid4().hex[:10]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{pg_name}"')
-    try:
-        _migrate(_pg_url(pg_name), folder)
-        yield {"sqlite": str(sqlite_file), "postgresql": pg_name}
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with pg_database("envoi_tpl") as url:
+        _migrate(url, folder)
+        yield {"sqlite": str(sqlite_file), "postgresql": url.rpartition("/")[2]}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -76,14 +84,8 @@ def database_url(request: pytest.FixtureRequest, migrated_templates: dict[str, s
         shutil.copy(migrated_templates["sqlite"], target)
         yield f"sqlite:///{target}"
         return
-    name = f"envoi_test_{uuid.uuid4().hex[:12]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_templates["postgresql"]}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("envoi_test", template=migrated_templates["postgresql"]) as url:
+        yield url
 
 
 @pytest.fixture

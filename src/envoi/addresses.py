@@ -76,3 +76,8 @@ def check_mailbox(value: str) -> str:
         raise ValueError("expected an address such as shop@example.com or 'Shop <shop@example.com>'")
     normalize_email(address)
     return value.strip()
+
+
+def address_for(channel: str, email: str | None, mobile_phone: str | None) -> str | None:
+    """Where a message on ``channel`` goes, of an event's addresses."""
+    return email if channel == "email" else mobile_phone if channel == "sms" else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from envoi.db.migrate import alembic_config, pending_migrations, upgrade_databas
 from envoi.db.registry import metadata
 from envoi.runtime import Runtime
 from envoi.settings import Settings
-from tests.conftest import BACKENDS, _admin, _pg_url
+from tests.conftest import BACKENDS, pg_database
 
 
 async def test_migrated_schema_matches_the_models(runtime: Runtime) -> None:
@@ -38,14 +37,8 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    name = f"envoi_empty_{uuid.uuid4().hex[:12]}"
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("envoi_empty") as url:
+        yield url
 
 
 async def test_templates_made_before_0003_keep_their_content_both_ways(empty_database_url: str, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.addresses import address_for
 from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.sms import SmsMessage
 from envoi.delivery.claim import ClaimedEvent
@@ -73,8 +74,8 @@ class Decision:
     fallback: str | None = None  # the channel the event goes on to, after this one failed for good
 
 
-def recipient_of(event: ClaimedEvent) -> str | None:
-    return event.email if event.channel == "email" else event.mobile_phone
+def recipient_of(event: ClaimedEvent, channel: str | None = None) -> str | None:
+    return address_for(channel or event.channel, event.email, event.mobile_phone)
 
 
 async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> BatchContext:
@@ -213,7 +214,7 @@ class DeliveryPipeline:
             fallback = context.fallbacks.get(event.type)
             if d.status not in (EventStatus.DELIVERY_FAILED, EventStatus.IGNORED) or fallback in (None, event.channel):
                 continue
-            if not (event.email if fallback == "email" else event.mobile_phone):
+            if not recipient_of(event, fallback):
                 continue
             d.status, d.next_attempt_at, d.fallback = EventStatus.PENDING, now, fallback
             d.reason = f"{event.channel} failed for good ({d.reason}); trying {fallback}"

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import normalize_email, normalize_phone, plain_phone
+from envoi.addresses import address_for, normalize_email, normalize_phone, plain_phone
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
@@ -97,8 +97,11 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, re
         "phone number",
         errors,
     )
-    has = {"email": bool(event.email), "sms": bool(event.mobile_phone)}
-    if not has.get(channel, True) and not (fallback and has.get(fallback)):
+
+    def reachable(on: str) -> bool:
+        return on == "push" or bool(address_for(on, event.email, event.mobile_phone))
+
+    if not reachable(channel) and not (fallback and reachable(fallback)):
         field, what = ("email", "an email address") if channel == "email" else ("mobilePhone", "a mobile phone number")
         also = f" (or, for the fallback channel {fallback}, its address)" if fallback else ""
         errors.append((field, f"{what} is required for the {channel} channel{also}"))

@@ -11,13 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.channels.base import EmailMessage
 from envoi.channels.sms import SmsMessage
 from envoi.errors import Problem, RenderFailed, ValidationFailed
-from envoi.events.models import EventType
 from envoi.templates.checks import html_problems, layout_problems, variable_problems
 from envoi.templates.compiled import CompiledTemplate, Rendered
 from envoi.templates.design import Design, render_context
@@ -26,7 +24,7 @@ from envoi.templates.layouts import draft_design
 from envoi.templates.models import SeedAddress, Template
 from envoi.templates.rendering import RenderError
 from envoi.templates.schemas import PreviewIn
-from envoi.templates.seeds import event_data, get_seed, list_seeds, seed_ctx
+from envoi.templates.seeds import event_data, get_seed, list_seeds, schema_and_sample, seed_ctx
 from envoi.templates.sms import RenderedSms
 from envoi.templates.versions import get_version
 
@@ -41,20 +39,15 @@ class Preview:
     warnings: list[Problem]
 
 
-async def _event_type(session: AsyncSession, name: str) -> tuple[Mapping[str, Any] | None, dict[str, Any] | None]:
-    row = (await session.execute(select(EventType.json_schema, EventType.sample).where(EventType.name == name))).one()
-    return row[0], row[1]
-
-
 async def preview(session: AsyncSession, template: Template, data: PreviewIn) -> Preview:
     """The draft (or a version) rendered with a seed's data, inline data or the event type's sample."""
     if data.version is not None:
         design = Design.of_version((await get_version(session, template.id, data.version)).content)
     else:
         design = await draft_design(session, template)
-    schema, sample = await _event_type(session, template.event_type)
+    schema, sample = await schema_and_sample(session, template.event_type)
     email, phone, external_id, language = data.email, None, data.external_id, data.language
-    ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
+    ctx = event_data(schema, data.ctx, data.ctx_xml)
     if data.seed_id is not None:
         seed = await get_seed(session, template.id, data.seed_id)
         label, ctx = f"seed '{seed.label}'", seed_ctx(seed, sample)
@@ -117,7 +110,7 @@ async def prepare_proofs(
             "add a seed address to the template first; proofs go to its seed addresses", field="seedIds"
         )
     compiled = CompiledTemplate(await draft_design(session, template))
-    _, sample = await _event_type(session, template.event_type)
+    _schema, sample = await schema_and_sample(session, template.event_type)
     proofs = []
     for seed in seeds:
         proof = Proof(seed, seed_ctx(seed, sample))

@@ -29,9 +29,14 @@ def xml_ctx(source: str, *, field: str) -> dict[str, Any]:
     return ctx_to_json(ctx)
 
 
-async def event_data(
-    session: AsyncSession, event_type: str, ctx: dict[str, Any] | None, ctx_xml: str | None
-) -> dict[str, Any] | None:
+async def schema_and_sample(session: AsyncSession, event_type: str) -> tuple[Any, dict[str, Any] | None]:
+    """The event type's JSON Schema and sample ctx (either may be None), in one query."""
+    query = select(EventType.json_schema, EventType.sample).where(EventType.name == event_type)
+    schema, sample = (await session.execute(query)).one()
+    return schema, sample
+
+
+def event_data(schema: Any, ctx: dict[str, Any] | None, ctx_xml: str | None) -> dict[str, Any] | None:
     """The ctx given inline (JSON or XML), checked against the event type's schema like an event's would be."""
     if ctx_xml is not None:
         ctx = xml_ctx(ctx_xml, field="ctxXml")
@@ -40,7 +45,6 @@ async def event_data(
     problem = text_problem(ctx, "ctx")
     if problem:
         raise invalid([problem])
-    schema = await session.scalar(select(EventType.json_schema).where(EventType.name == event_type))
     if schema is not None:
         problems = ctx_errors(dump_json(schema), ctx)
         if problems:
@@ -79,7 +83,8 @@ async def save_seed(
     except ValueError as error:
         kind = "phone number" if template.channel == "sms" else "email address"
         raise ValidationFailed(f"not a valid {kind}: {error}", field="address") from None
-    ctx = await event_data(session, template.event_type, data.ctx, data.ctx_xml)
+    schema, _sample = await schema_and_sample(session, template.event_type)
+    ctx = event_data(schema, data.ctx, data.ctx_xml)
     if seed_id is None:
         seed = SeedAddress(template_id=template.id)
         session.add(seed)

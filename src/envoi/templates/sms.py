@@ -16,8 +16,17 @@ class RenderedSms:
     language: str
     text: str
     sender: str | None
-    encoding: str  # GSM-7 or UCS-2, chosen from the text
-    segments: int  # how many parts the network carries (and bills)
+
+    # Worked out when asked (previews): the worker sends the text, and the channel encodes it once.
+    @property
+    def encoding(self) -> str:
+        """GSM-7 or UCS-2, chosen from the text."""
+        return encode_sms(self.text).encoding
+
+    @property
+    def segments(self) -> int:
+        """How many parts the network carries (and bills)."""
+        return encode_sms(self.text).segments
 
 
 @dataclass(slots=True)
@@ -32,9 +41,8 @@ class CompiledSms:
         text = liquid.render(self.text, context, field=fields(language, "text")) if self.text is not None else ""
         text = text.strip()
         sender = liquid.render(self.sender, context, field=fields(language, "from")) if self.sender else None
-        encoded = encode_sms(text)
         sender = " ".join(sender.split()) if sender else None  # one line, as a sender must be
-        return RenderedSms(language, text, sender or None, encoded.encoding, encoded.segments)
+        return RenderedSms(language, text, sender or None)
 
     def parts(self) -> Iterator[tuple[str, Part | None, bool]]:
         yield self.design.field_of(self.language, "text"), self.text, False

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import utcnow
 from envoi.errors import Conflict, NotFound, PublishRefused, as_dicts
-from envoi.events.models import EventType
 from envoi.templates import audit
 from envoi.templates.checks import Sample, publish_problems
 from envoi.templates.design import Design
 from envoi.templates.layouts import draft_design
 from envoi.templates.models import Template, TemplateState, TemplateVersion
-from envoi.templates.seeds import list_seeds, seed_ctx
+from envoi.templates.seeds import list_seeds, schema_and_sample, seed_ctx
 from envoi.templates.service import get_template
 
 
-async def samples_of(session: AsyncSession, template: Template) -> list[Sample]:
+async def samples_of(session: AsyncSession, template: Template, sample: dict[str, Any] | None) -> list[Sample]:
     """The event type's sample, then every seed address with its own data (or the sample when it has none)."""
-    sample = await session.scalar(select(EventType.sample).where(EventType.name == template.event_type))
     samples = [Sample("the event type's sample", sample)] if sample is not None else []
     for seed in await list_seeds(session, template.id):
         ctx = seed_ctx(seed, sample)
@@ -34,8 +33,8 @@ async def publish_template(session: AsyncSession, template_id: int, actor: str) 
     """Check the draft, freeze it with its layout and the snippets it uses as the next version, make it live."""
     template = await get_template(session, template_id, for_update=True)
     design = await draft_design(session, template)
-    schema = await session.scalar(select(EventType.json_schema).where(EventType.name == template.event_type))
-    problems, compiled = publish_problems(design, schema, await samples_of(session, template))
+    schema, sample = await schema_and_sample(session, template.event_type)
+    problems, compiled = publish_problems(design, schema, await samples_of(session, template, sample))
     if problems or compiled is None:
         field, message = problems[0]
         summary = f"{field}: {message}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
