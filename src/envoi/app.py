@@ -23,6 +23,8 @@ from envoi.delivery.worker import Worker
 from envoi.errors import EnvoiError, input_problems, invalid
 from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
+from envoi.providers.api import receipts_router
+from envoi.providers.api import router as providers_router
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from envoi.soap.api import router as soap_router
@@ -77,6 +79,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         layouts_router,
         outbox_router,
         quarantine_router,
+        providers_router,
+        receipts_router,
         soap_router,
     ):
         app.include_router(router)

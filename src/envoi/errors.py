@@ -80,6 +80,11 @@ class Unauthorized(EnvoiError):
     code = "unauthorized"
 
 
+class Forbidden(EnvoiError):
+    status_code = 403
+    code = "forbidden"
+
+
 class TemplateSyntaxError(ValidationFailed):
     code = "template_syntax_error"
 

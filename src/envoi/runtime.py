@@ -9,15 +9,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from envoi.channels.base import Channel, EmailChannel, SmsChannel
-from envoi.channels.outbox import OutboxChannel
-from envoi.channels.smpp import SmppChannel, SmppSettings
-from envoi.channels.smtp import SmtpChannel, SmtpSettings
+from envoi.channels.base import Channel
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
 from envoi.delivery.receipts import ReceiptRecorder
 from envoi.events.group import IngestGroup
 from envoi.outbound import OutboundClient
+from envoi.providers.routing import ProviderSet
 from envoi.settings import Settings
 
 
@@ -26,8 +24,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    channels: dict[str, Channel[Any]]
-    receipts: ReceiptRecorder | None = None  # closed after the channels that feed it
+    providers: ProviderSet
+    receipts: ReceiptRecorder  # closed after the providers that feed it
     wakeup: Wakeup = field(default_factory=Wakeup)
     ingest: IngestGroup = field(init=False)
     outbound: OutboundClient = field(init=False)  # fetches attachments
@@ -38,14 +36,16 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
+        """Raises ProviderConfigError when the environment or the providers file configures a provider wrongly."""
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
-        receipts = ReceiptRecorder(sessionmaker, "sms")
-        channels: dict[str, Channel[Any]] = {
-            "email": email_channel(settings, sessionmaker),
-            "sms": sms_channel(settings, sessionmaker, receipts),
-        }
-        return cls(settings, engine, sessionmaker, channels, receipts)
+        receipts = ReceiptRecorder(sessionmaker)
+        return cls(settings, engine, sessionmaker, ProviderSet(settings, sessionmaker, receipts), receipts)
+
+    @property
+    def channels(self) -> dict[str, Channel[Any]]:
+        """What the worker sends through, by channel: each routes to the provider configured for it."""
+        return self.providers.channels
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -55,10 +55,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.ingest.aclose()
-        for channel in self.channels.values():
-            await channel.aclose()
-        if self.receipts is not None:
-            await self.receipts.aclose()
+        await self.providers.aclose()
+        await self.receipts.aclose()
         await self.outbound.aclose()
         await self.engine.dispose()
 
@@ -70,24 +68,3 @@ def attachment_fetcher(settings: Settings) -> OutboundClient:
         allow_private=settings.attachment_allow_private_networks,
         ca_file=settings.attachment_ca_file,
     )
-
-
-def email_channel(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> EmailChannel:
-    if settings.smtp_url is None:
-        return OutboxChannel(sessionmaker)
-    return SmtpChannel(
-        SmtpSettings.from_url(
-            settings.smtp_url.get_secret_value(),
-            ca_file=settings.smtp_ca_file,
-            timeout=settings.smtp_timeout,
-            connections=settings.smtp_connections,
-        )
-    )
-
-
-def sms_channel(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], receipts: ReceiptRecorder
-) -> SmsChannel:
-    if settings.smpp_url is None:
-        return OutboxChannel(sessionmaker)
-    return SmppChannel(SmppSettings.from_url(settings.smpp_url.get_secret_value()), on_receipt=receipts)

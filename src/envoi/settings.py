@@ -31,6 +31,18 @@ class Settings(BaseSettings):
         None,
         description="smpp://system_id:password@host:2775?source=Shop for SMS through an SMSC. Unset: the outbox.",
     )
+    providers_file: Path | None = Field(
+        None, description="A TOML file of [providers.<name>] tables: kind, role and the kind's settings."
+    )
+    providers_refresh_seconds: float = Field(
+        5.0, gt=0, description="How soon a provider changed through the API is used by every process."
+    )
+    provider_failover_after: int = Field(
+        5, ge=1, description="Temporary failures in a row of a default provider before its backup takes over."
+    )
+    provider_failover_seconds: float = Field(
+        60.0, gt=0, description="How long the backup provider sends before the default one is tried again."
+    )
     smtp_ca_file: Path | None = Field(None, description="Extra CA bundle to trust for the SMTP server's TLS.")
     smtp_connections: int = Field(
         16, ge=1, le=64, description="SMTP connections per worker: each message costs four round trips."

@@ -155,6 +155,6 @@ async def test_a_reused_provider_id_only_marks_the_newest_message(envoi: Envoi, 
     await drain(runtime)
     async with runtime.transaction() as session:  # as if the SMSC had restarted and counted from m1 again
         await session.execute(update(Message).values(provider_id="m1"))
-        assert await record_receipt(session, "sms", Receipt("m1", False, "UNDELIV")) == 1
+        assert await record_receipt(session, "sms", "smpp", Receipt("m1", False, "UNDELIV")) == 1
     assert (await event(api, older))["messages"][0]["status"] == "sent"
     assert (await event(api, newer))["messages"][0]["status"] == "undelivered"

@@ -63,9 +63,11 @@ class EmailMessage:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """The provider accepted the message; ``provider_id`` is its reference, when it gives one."""
+    """The provider accepted the message; ``provider_id`` is its reference, when it gives one. ``provider`` is
+    the name of the configured provider that took it (set by the routing, not by the plugin)."""
 
     provider_id: str | None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

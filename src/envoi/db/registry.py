@@ -6,6 +6,7 @@ from envoi.db import meta
 from envoi.db.base import Base
 from envoi.delivery import models as delivery_models
 from envoi.events import models as events_models
+from envoi.providers import models as providers_models
 from envoi.templates import models as templates_models
 
 metadata = Base.metadata
@@ -17,5 +18,6 @@ __all__ = [
     "meta",
     "metadata",
     "outbox",
+    "providers_models",
     "templates_models",
 ]

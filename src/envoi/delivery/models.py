@@ -34,6 +34,7 @@ class Message(Base):
     language: Mapped[str | None] = mapped_column(String(35), doc="The template variant it was rendered in.")
     status: Mapped[int] = mapped_column(SmallInteger)
     subject: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(64), doc="The name of the provider that took it.")
     provider_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(SmallInteger, default=1)
     error: Mapped[str | None] = mapped_column(Text)

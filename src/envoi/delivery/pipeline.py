@@ -319,6 +319,7 @@ class DeliveryPipeline:
             "language": d.language,
             "status": MessageStatus.SENT if sent else MessageStatus.RETRYING if retrying else MessageStatus.FAILED,
             "subject": d.message.subject if isinstance(d.message, EmailMessage) else None,
+            "provider": outcome.provider if isinstance(outcome, Sent) else None,
             "provider_id": outcome.provider_id if isinstance(outcome, Sent) else None,
             "attempts": 1,
             "error": None if sent else getattr(outcome, "reason", None),

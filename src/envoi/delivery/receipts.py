@@ -7,12 +7,13 @@ milliseconds), so a receipt that finds no message yet is tried again for a while
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from envoi.channels.base import Receipt
+from envoi.channels.base import Receipt, ReceiptHandler
 from envoi.db.base import utcnow
 from envoi.delivery.models import Message, MessageStatus
 
@@ -20,11 +21,11 @@ log = structlog.get_logger(__name__)
 _WAITS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 20.0)  # about 40 s in all: longer than a batch takes to record
 
 
-async def record_receipt(session: AsyncSession, channel: str, receipt: Receipt) -> int:
+async def record_receipt(session: AsyncSession, channel: str, provider: str | None, receipt: Receipt) -> int:
     """Set the status of the message the receipt is about; returns how many messages it matched (0 or 1).
 
-    Providers reuse their ids (an SMSC restarted, another SMSC configured): the receipt is for the newest sent
-    message with that id that has no receipt yet."""
+    Providers reuse their ids (an SMSC restarted): the receipt is for the newest message sent through that
+    provider with that id that has no receipt yet (messages sent before providers were recorded match any)."""
     status = MessageStatus.DELIVERED if receipt.delivered else MessageStatus.UNDELIVERED
     newest = (
         select(func.max(Message.id))
@@ -32,6 +33,7 @@ async def record_receipt(session: AsyncSession, channel: str, receipt: Receipt) 
             Message.channel == channel,
             Message.provider_id == receipt.provider_id,
             Message.status == MessageStatus.SENT,
+            or_(Message.provider == provider, Message.provider.is_(None)) if provider else true(),
         )
         .scalar_subquery()
     )
@@ -48,30 +50,34 @@ async def record_receipt(session: AsyncSession, channel: str, receipt: Receipt) 
 
 
 class ReceiptRecorder:
-    """A channel's ``on_receipt``: records each receipt, waiting for its message to be recorded if need be."""
+    """Records the receipts of every provider, waiting for a receipt's message to be recorded if need be."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], channel: str):
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]):
         self.sessionmaker = sessionmaker
-        self.channel = channel
         self._waiting: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, receipt: Receipt) -> None:
-        if await self._record(receipt):
+    def handler(self, channel: str, provider: str | None) -> ReceiptHandler:
+        """The ``on_receipt`` of one provider of a channel."""
+        return functools.partial(self.record, channel, provider)
+
+    async def record(self, channel: str, provider: str | None, receipt: Receipt) -> None:
+        if await self._record(channel, provider, receipt):
             return
-        task = asyncio.create_task(self._later(receipt))  # not awaited: the receipts behind it must not wait
+        # Not awaited: the receipts behind it must not wait.
+        task = asyncio.create_task(self._later(channel, provider, receipt))
         self._waiting.add(task)
         task.add_done_callback(self._waiting.discard)
 
-    async def _record(self, receipt: Receipt) -> bool:
+    async def _record(self, channel: str, provider: str | None, receipt: Receipt) -> bool:
         async with self.sessionmaker.begin() as session:
-            return await record_receipt(session, self.channel, receipt) > 0
+            return await record_receipt(session, channel, provider, receipt) > 0
 
-    async def _later(self, receipt: Receipt) -> None:
+    async def _later(self, channel: str, provider: str | None, receipt: Receipt) -> None:
         for wait in _WAITS:
             await asyncio.sleep(wait)
-            if await self._record(receipt):
+            if await self._record(channel, provider, receipt):
                 return
-        log.warning("delivery.receipt_unmatched", channel=self.channel, provider_id=receipt.provider_id)
+        log.warning("delivery.receipt_unmatched", channel=channel, provider=provider, provider_id=receipt.provider_id)
 
     async def aclose(self) -> None:
         """Stop waiting (before the database closes): a receipt still unmatched now is dropped."""

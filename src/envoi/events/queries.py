@@ -77,6 +77,7 @@ def _message_out(message: Message, versions: dict[int, TemplateVersion]) -> Mess
         address=message.address,
         status=MessageStatus(message.status).label,
         subject=message.subject,
+        provider=message.provider,
         provider_id=message.provider_id,
         attempts=message.attempts,
         error=message.error,

@@ -83,6 +83,7 @@ class MessageOut(_Model):
     address: str
     status: str
     subject: str | None
+    provider: str | None = Field(description="The configured provider that took it (outbox: the built-in one).")
     provider_id: str | None = Field(alias="providerId")
     attempts: int
     error: str | None

@@ -1,0 +1,104 @@
+"""Providers configured through the API: created, changed and removed in the caller's transaction.
+
+Those of the environment and the settings file are shown beside them but only their owner's files change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.db.base import utcnow
+from envoi.errors import Conflict, NotFound, invalid
+from envoi.providers.config import ProviderConfig, ProviderConfigError, check_roles, parse_provider, revealed
+from envoi.providers.models import Provider
+from envoi.providers.routing import stored_configs
+
+_SOURCES = {"environment": "the environment (ENVOI_* variables)", "file": "the providers file (ENVOI_PROVIDERS_FILE)"}
+MASK = "**********"  # a secret as the API shows it (pydantic's SecretStr)
+
+
+async def all_providers(session: AsyncSession, static: Sequence[ProviderConfig]) -> list[ProviderConfig]:
+    rows = (await session.scalars(select(Provider).order_by(Provider.id))).all()
+    return [*static, *stored_configs(rows)]
+
+
+async def find_provider(session: AsyncSession, static: Sequence[ProviderConfig], name: str) -> ProviderConfig:
+    for config in await all_providers(session, static):
+        if config.name == name:
+            return config
+    raise NotFound(f"no provider is named {name!r}", field="name")
+
+
+async def create_provider(
+    session: AsyncSession,
+    static: Sequence[ProviderConfig],
+    name: str,
+    kind: str,
+    role: str | None,
+    settings: Mapping[str, Any],
+) -> ProviderConfig:
+    config = _parsed(name, kind, role, settings)
+    current = await all_providers(session, static)
+    if any(other.name == name for other in current):
+        raise Conflict(f"a provider is already named {name!r}", field="name")
+    _check_roles([*current, config])
+    now = utcnow()
+    session.add(
+        Provider(name=name, kind=kind, role=role, settings=revealed(config.settings), created_at=now, updated_at=now)
+    )
+    await session.flush()
+    return config
+
+
+async def update_provider(
+    session: AsyncSession,
+    static: Sequence[ProviderConfig],
+    name: str,
+    changes: Mapping[str, Any],
+) -> ProviderConfig:
+    """``changes`` may hold ``role`` (null to make it unused) and ``settings`` (only the fields given change;
+    a secret left out or sent back masked keeps its value)."""
+    row = await _own_row(session, static, name)
+    fields = dict(row.settings)
+    for key, value in (changes.get("settings") or {}).items():
+        if value != MASK:
+            fields[key] = value
+    role = changes.get("role", row.role)
+    config = _parsed(name, row.kind, role, fields)
+    _check_roles([config if other.name == name else other for other in await all_providers(session, static)])
+    row.role, row.settings, row.updated_at = role, revealed(config.settings), utcnow()
+    await session.flush()
+    return config
+
+
+async def delete_provider(session: AsyncSession, static: Sequence[ProviderConfig], name: str) -> None:
+    await _own_row(session, static, name)
+    await session.execute(delete(Provider).where(Provider.name == name))
+
+
+async def _own_row(session: AsyncSession, static: Sequence[ProviderConfig], name: str) -> Provider:
+    for config in static:
+        if config.name == name:
+            raise Conflict(f"{name!r} is configured by the {config.source}; change it there", field="name")
+    row = await session.scalar(select(Provider).where(Provider.name == name).with_for_update())
+    if row is None:
+        raise NotFound(f"no provider is named {name!r}", field="name")
+    return row
+
+
+def _parsed(name: str, kind: str, role: str | None, settings: Mapping[str, Any]) -> ProviderConfig:
+    try:
+        return parse_provider(name, kind, role, settings, "api")
+    except ProviderConfigError as error:
+        raise invalid(error.problems) from None
+
+
+def _check_roles(configs: list[ProviderConfig]) -> None:
+    problems = check_roles(configs)
+    if problems:
+        field, message = problems[0]
+        raise Conflict(message, field=field)
