@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -110,3 +111,20 @@ def test_apikey_create_prints_a_working_key_last(tmp_path: Path) -> None:
     )
     assert "billing" in listed.stdout and key not in listed.stdout
     assert key[:12] in listed.stdout
+
+
+def test_serve_refuses_a_providers_file_with_a_mistake_and_says_where(tmp_path: Path) -> None:
+    providers = tmp_path / "providers.toml"
+    providers.write_text('[providers.relay]\nkind = "smtp"\nrole = "default"\nhost = "relay.example.net"\n')
+    env = {"ENVOI_PROVIDERS_FILE": str(providers), "ENVOI_SMTP_URL": "smtp://relay.example.net:25"}
+    result = subprocess.run(
+        [sys.executable, "-m", "envoi", "serve", "--port", str(free_port())],
+        env={k: v for k, v in os.environ.items() if not k.startswith("ENVOI_")} | env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "providers.relay.settings.port" in said and "Field required" in said

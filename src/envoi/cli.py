@@ -26,6 +26,7 @@ from envoi.delivery.worker import Worker
 from envoi.demo import load_demo_data
 from envoi.errors import EnvoiError
 from envoi.observability.logging import configure_logging
+from envoi.providers.config import ProviderConfigError, static_providers
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 
@@ -39,6 +40,19 @@ def _settings() -> Settings:
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
     return settings
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """The process's runtime; a provider configured wrongly stops the command with what is wrong."""
+    try:
+        return Runtime.create(settings)
+    except ProviderConfigError as error:
+        raise _misconfigured(error) from None
+
+
+def _misconfigured(error: ProviderConfigError) -> typer.Exit:
+    console.print(f"[red]Provider configuration: {error}[/]", soft_wrap=True, highlight=False)
+    return typer.Exit(2)
 
 
 async def _prepare(settings: Settings) -> str:
@@ -70,10 +84,14 @@ def serve(
 ) -> None:
     """Start the API (and the delivery worker), applying migrations and loading demo data first."""
     settings = _settings()
+    try:
+        providers = {config.kind.slot: config.name for config in static_providers(settings) if config.role == "default"}
+    except ProviderConfigError as error:
+        raise _misconfigured(error) from None
     api_key = asyncio.run(_prepare(settings))
     url = f"http://{host}:{port}"
     database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
-    email = "the built-in outbox (GET /api/v1/outbox)" if settings.smtp_url is None else "your SMTP server"
+    email = f"provider {providers['email']!r}" if "email" in providers else "the built-in outbox (GET /api/v1/outbox)"
     example = (
         f"curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
         """-d '{"type": "password_reset", "email": "ada@example.com", """
@@ -104,7 +122,7 @@ def run_worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    runtime = Runtime.create(settings)
+    runtime = _runtime(settings)
     try:
         if pending := await pending_migrations(runtime.engine):
             console.print(f"[red]The database needs migrating ({', '.join(pending)}): run envoi migrate.[/]")
@@ -149,7 +167,7 @@ def apikey_create(name: Annotated[str, typer.Option(help="Who or what will use t
     settings = _settings()
 
     async def run() -> str:
-        runtime = Runtime.create(settings)
+        runtime = _runtime(settings)
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:
@@ -169,7 +187,7 @@ def apikey_list() -> None:
     settings = _settings()
 
     async def run() -> Table:
-        runtime = Runtime.create(settings)
+        runtime = _runtime(settings)
         try:
             async with runtime.transaction() as session:
                 keys = await list_api_keys(session)
@@ -195,7 +213,7 @@ def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by en
     settings = _settings()
 
     async def run() -> None:
-        runtime = Runtime.create(settings)
+        runtime = _runtime(settings)
         try:
             async with runtime.transaction() as session:
                 await revoke_api_key(session, key_id)
@@ -239,7 +257,7 @@ def operator_create(
     password = given or secrets.token_urlsafe(18)
 
     async def run() -> None:
-        runtime = Runtime.create(settings)
+        runtime = _runtime(settings)
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:
@@ -285,7 +303,7 @@ def template_import_adobe(
     converted, left = convert_adobe(data)
 
     async def run() -> int:
-        runtime = Runtime.create(settings)
+        runtime = _runtime(settings)
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:

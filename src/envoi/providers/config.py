@@ -138,3 +138,14 @@ def check_roles(configs: Iterable[ProviderConfig]) -> list[Problem]:
         if holder != config.name:
             problems.append(("role", f"{holder!r} is already the {config.role} provider for {config.kind.slot}"))
     return problems
+
+
+def static_providers(settings: Settings) -> list[ProviderConfig]:
+    """The providers of the environment and the settings file, checked together."""
+    configs = environment_providers(settings)
+    if settings.providers_file is not None:
+        configs += file_providers(settings.providers_file)
+    problems = check_roles(configs)
+    if problems:
+        raise ProviderConfigError(problems)
+    return configs

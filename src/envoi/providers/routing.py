@@ -25,10 +25,8 @@ from envoi.delivery.receipts import ReceiptRecorder
 from envoi.providers.config import (
     ProviderConfig,
     ProviderConfigError,
-    check_roles,
-    environment_providers,
-    file_providers,
     parse_provider,
+    static_providers,
 )
 from envoi.providers.kinds import SLOTS
 from envoi.providers.models import Provider
@@ -143,12 +141,7 @@ class ProviderSet:
         self.sessionmaker = sessionmaker
         self.recorder = recorder
         self.refresh_seconds = settings.providers_refresh_seconds
-        self.static = environment_providers(settings)
-        if settings.providers_file is not None:
-            self.static += file_providers(settings.providers_file)
-        problems = check_roles(self.static)
-        if problems:
-            raise ProviderConfigError(problems)
+        self.static = static_providers(settings)
         outbox = self.outbox = LiveProvider("outbox", OutboxChannel(sessionmaker))
         self.routes = {
             slot: Route(slot, outbox, self, settings.provider_failover_after, settings.provider_failover_seconds)
