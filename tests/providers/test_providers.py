@@ -24,7 +24,7 @@ from tests.conftest import drain, make_client
 from tests.helpers import create_type, event, published_template, push
 from tests.kannel import KannelPeer
 from tests.processes import free_port
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink, start_sink
 
 KANNEL = {"sendsms_url": "http://kannel.example.net:13013/cgi-bin/sendsms", "username": "envoi", "password": "pw1"}
 
@@ -162,6 +162,34 @@ async def test_the_backup_provider_takes_over_when_the_default_keeps_failing(
             assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(f"user{n}@example.com" for n in range(5))
     finally:
         await runtime.aclose()
+
+
+async def test_the_default_provider_is_tried_again_after_the_failover_period(
+    settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    backup_sink = start_sink()
+    changed = {"provider_failover_after": 3, "provider_failover_seconds": 0.5}
+    runtime = Runtime.create(settings.model_copy(update=changed))
+    try:
+        async with await make_client(runtime) as api:
+            await add(api, "relay", "smtp", {"url": smtp_sink.url}, role="default")
+            await add(api, "relay-backup", "smtp", {"url": backup_sink.url}, role="backup")
+            await published_template(api)
+            smtp_sink.fail_next_data(3)  # 451 three times: three temporary failures in a row
+            first = [await push(api, email=f"first{n}@example.com") for n in range(3)]
+            await drain(runtime)
+            assert {(await event(api, i))["messages"][0]["provider"] for i in first} == {"relay-backup"}
+            await asyncio.sleep(0.6)
+            later = await push(api, email="later@example.com")
+            await drain(runtime)
+            message = (await event(api, later))["messages"][0]
+            assert (message["provider"], message["status"]) == ("relay", "sent")
+            await smtp_sink.wait_for(1)
+            await backup_sink.wait_for(3)
+            assert [m.rcpt_tos for m in smtp_sink.messages] == [["later@example.com"]]
+    finally:
+        await runtime.aclose()
+        backup_sink.stop()
 
 
 @contextlib.asynccontextmanager
