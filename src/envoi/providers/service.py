@@ -83,7 +83,8 @@ async def delete_provider(session: AsyncSession, static: Sequence[ProviderConfig
 async def _own_row(session: AsyncSession, static: Sequence[ProviderConfig], name: str) -> Provider:
     for config in static:
         if config.name == name:
-            raise Conflict(f"{name!r} is configured by the {config.source}; change it there", field="name")
+            where = _SOURCES.get(config.source, config.source)
+            raise Conflict(f"{name!r} is configured in {where}: change it there", field="name")
     row = await session.scalar(select(Provider).where(Provider.name == name).with_for_update())
     if row is None:
         raise NotFound(f"no provider is named {name!r}", field="name")
