@@ -75,7 +75,7 @@ def is_public_address(address: str) -> bool:
     )
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
+class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves, checks, then connects to the checked address; TLS is started on top by httpcore as usual."""
 
     def __init__(self, *, allow_private: bool, allowed_networks: Collection[IPNetwork]) -> None:
@@ -154,7 +154,7 @@ class OutboundClient:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if ca_file is not None:
             context.load_verify_locations(cafile=str(ca_file))
-        backend = _GuardedBackend(
+        backend = GuardedBackend(
             allow_private=allow_private, allowed_networks=[ipaddress.ip_network(n) for n in allowed_networks]
         )
         self._pool = httpcore.AsyncConnectionPool(
@@ -224,7 +224,7 @@ def _check_status(status: int, target: httpx.URL, retry_after: str | None) -> No
     if 200 <= status < 300:
         return
     if status in (408, 429) or 500 <= status < 600:
-        raise OutboundUnavailable(f"{_shown(target)}: HTTP {status}", _seconds(retry_after))
+        raise OutboundUnavailable(f"{_shown(target)}: HTTP {status}", retry_after_seconds(retry_after))
     raise OutboundRefused(f"{_shown(target)}: HTTP {status}")
 
 
@@ -238,7 +238,7 @@ def _shown(url: httpx.URL) -> str:
     return str(url.copy_with(query=None, fragment=None, username=None, password=None))
 
 
-def _seconds(retry_after: str | None) -> float | None:
+def retry_after_seconds(retry_after: str | None) -> float | None:
     """Retry-After in seconds, from either of its forms (delay in seconds, or HTTP date)."""
     if not retry_after:
         return None

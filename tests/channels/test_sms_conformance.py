@@ -117,7 +117,7 @@ class ReceiptEndpoint(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api/v1/receipts/kannel"
+        return f"http://127.0.0.1:{self.server_address[1]}/receipts/kannel"
 
 
 class _ReceiptHandler(BaseHTTPRequestHandler):

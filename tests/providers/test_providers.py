@@ -221,7 +221,7 @@ async def test_an_sms_through_kannel_is_marked_delivered_by_its_report(settings:
     runtime = Runtime.create(settings)
     try:
         async with serving(runtime) as base_url, await make_client(runtime) as api:
-            receipt_url = f"{base_url}/api/v1/receipts/kannel-eu"
+            receipt_url = f"{base_url}/receipts/kannel-eu"
             kannel_settings = {"sendsms_url": kannel.sendsms_url, "username": "envoi", "password": "secret"}
             kannel_settings |= {"receipt_url": receipt_url, "receipt_secret": "a long random string"}
             await add(api, "kannel-eu", "kannel", kannel_settings, role="default")
@@ -254,7 +254,7 @@ async def test_an_sms_through_kannel_is_marked_delivered_by_its_report(settings:
                     receipt_url, params={"ref": message["providerId"], "type": "2", "sig": "0" * 32}
                 )
                 assert forged.status_code == 403
-                unknown = await outsider.get(f"{base_url}/api/v1/receipts/nobody", params={"ref": "x", "type": "1"})
+                unknown = await outsider.get(f"{base_url}/receipts/nobody", params={"ref": "x", "type": "1"})
                 assert unknown.status_code == 404
             assert (await event(api, event_id))["messages"][0]["status"] == "delivered"
     finally:

@@ -1,4 +1,4 @@
-"""REST: read the built-in outbox, where emails go when no SMTP server is configured."""
+"""REST: read the built-in outbox, where messages go when no provider is configured for their channel."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from envoi.channels.base import Failed, InvalidAddress, Outcome, Receipt, Retry, Sent
 from envoi.channels.sms import SmsMessage, encode_sms
+from envoi.outbound import retry_after_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ class KannelSettings(BaseModel):
     receipt_url: str | None = Field(
         None,
         pattern=r"^https?://",
-        description="Envoi's /api/v1/receipts/<provider name> as Kannel reaches it; unset: no delivery reports.",
+        description="Envoi's /receipts/<provider name> as Kannel reaches it; unset: no delivery reports.",
     )
     receipt_secret: SecretStr | None = Field(
         None, description="Signs the references in delivery report URLs (any long random string)."
@@ -142,12 +143,5 @@ def _outcome(response: httpx.Response, reference: str) -> Outcome:
     if status in (401, 403) and "Authorization" in said:
         return Retry(f"Kannel refused our credentials: {said}")  # our configuration, never the recipient's fault
     if status == 429 or status >= 500 or said.startswith("4:"):  # "4: Temporal failure, try again later."
-        return Retry(f"Kannel: {status} {said}", after=_retry_after(response))
+        return Retry(f"Kannel: {status} {said}", after=retry_after_seconds(response.headers.get("retry-after")))
     return Failed(f"Kannel: {status} {said}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None

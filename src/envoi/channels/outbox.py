@@ -1,4 +1,5 @@
-"""The built-in outbox: captures emails in the database instead of sending them (the embedded default)."""
+"""The built-in outbox: captures emails, SMS and push notifications in the database instead of sending them
+(the embedded default)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.channels.base import EmailMessage, Outcome, Sent
+from envoi.channels.push import PushMessage
 from envoi.channels.sms import SmsMessage
-from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
+from envoi.db.base import ADDRESS_LENGTH, Base, BigId, Json, UTCDateTime, utcnow
 
 
 class OutboxMessage(Base):
@@ -21,7 +23,7 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     sender: Mapped[str] = mapped_column(String(320))
-    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    recipient: Mapped[str] = mapped_column(String(ADDRESS_LENGTH), index=True)
     reply_to: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
@@ -30,6 +32,7 @@ class OutboxMessage(Base):
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(
         Json, doc='[{"filename", "contentType", "size"}], not the bytes; null in rows older than the column.'
     )
+    push: Mapped[dict[str, Any] | None] = mapped_column(Json, doc='Push: {"platform", "data", "badge", "sound"}.')
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -41,7 +44,7 @@ class OutboxChannel:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]):
         self._sessionmaker = sessionmaker
 
-    async def send_many(self, messages: Sequence[EmailMessage | SmsMessage]) -> list[Outcome]:
+    async def send_many(self, messages: Sequence[EmailMessage | SmsMessage | PushMessage]) -> list[Outcome]:
         if not messages:
             return []
         now = utcnow()
@@ -58,7 +61,20 @@ class OutboxChannel:
         return None
 
 
-def _row(message: EmailMessage | SmsMessage) -> dict[str, Any]:
+def _row(message: EmailMessage | SmsMessage | PushMessage) -> dict[str, Any]:
+    if isinstance(message, PushMessage):
+        # The title and body only: the outbox has no column yet for the platform, data, badge and sound.
+        return {
+            "channel": "push",
+            "sender": "",
+            "recipient": message.token,
+            "reply_to": None,
+            "subject": message.title,
+            "html": None,
+            "text": message.body,
+            "message_id": None,
+            "attachments": [],
+        }
     if isinstance(message, SmsMessage):
         return {
             "channel": "sms",

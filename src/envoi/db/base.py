@@ -13,6 +13,9 @@ from sqlalchemy.orm import DeclarativeBase
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The longest address of any channel (a Web Push subscription is JSON of a few hundred characters), short
+# enough for PostgreSQL's B-tree index entries (at most about 2,700 bytes).
+ADDRESS_LENGTH = 2000
 Json = JSON().with_variant(JSONB(), "postgresql")
 
 NAMING = {

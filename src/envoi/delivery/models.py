@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from envoi.db.base import Base, BigId, UTCDateTime, utcnow
+from envoi.db.base import ADDRESS_LENGTH, Base, BigId, UTCDateTime, utcnow
 
 
 class MessageStatus(enum.IntEnum):
@@ -29,7 +29,7 @@ class Message(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
     template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id", ondelete="SET NULL"))
     language: Mapped[str | None] = mapped_column(String(35), doc="The template variant it was rendered in.")
     status: Mapped[int] = mapped_column(SmallInteger)
@@ -53,7 +53,7 @@ class QuarantinedAddress(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -43,6 +43,7 @@ from envoi.templates.compiled import CompiledTemplate
 from envoi.templates.design import Design, render_context
 from envoi.templates.email import RenderedEmail
 from envoi.templates.models import Template, TemplateState
+from envoi.templates.push import RenderedPush
 from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 from envoi.templates.sms import RenderedSms
@@ -166,6 +167,10 @@ class DeliveryPipeline:
             decision.status, decision.reason = EventStatus.DELIVERY_FAILED, f"attachment: {error}"
             return
         decision.language = rendered.language
+        if isinstance(rendered, RenderedPush):
+            # Unreachable until events store a push platform: address_for finds no push address before.
+            decision.status, decision.reason = EventStatus.DELIVERY_FAILED, "push delivery is not available yet"
+            return
         if isinstance(rendered, RenderedSms):
             phone = event.mobile_phone or ""
             decision.message = SmsMessage(ref=event.id, to=phone, text=rendered.text, sender=rendered.sender)

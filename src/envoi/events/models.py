@@ -73,6 +73,7 @@ class Event(Base):
     email_format: Mapped[int | None] = mapped_column(SmallInteger, doc="Adobe's: 0 unknown, 1 text, 2 HTML.")
     registration_token: Mapped[str | None] = mapped_column(Text, doc="A push target, with mobile_app_uuid.")
     mobile_app_uuid: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(16), doc="Push: ios, android or web.")
     correlation_id: Mapped[str | None] = mapped_column(String(255))
     ctx: Mapped[dict[str, Any]] = mapped_column(Json)
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,5 +1,5 @@
 """REST: the providers (``/api/v1/providers``), and the delivery-report calls providers make
-(``/api/v1/receipts/<provider>``)."""
+(``/receipts/<provider>``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from envoi.providers.kinds import KINDS
 from envoi.providers.service import all_providers, create_provider, delete_provider, find_provider, update_provider
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
-receipts_router = APIRouter(prefix="/api/v1/receipts", tags=["providers"])
+# Outside /api/v1: providers call it without an API key (see provider_receipt).
+receipts_router = APIRouter(prefix="/receipts", tags=["providers"])
 Name = Annotated[str, Path(max_length=64)]
 Role = Literal["default", "backup"] | None
 
@@ -128,7 +129,8 @@ async def remove_provider(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> Re
     return Response(status_code=204)
 
 
-@receipts_router.api_route("/{name}", methods=["GET", "POST"], status_code=204, response_class=Response)
+@receipts_router.get("/{name}", status_code=204, response_class=Response, operation_id="provider_receipt_get")
+@receipts_router.post("/{name}", status_code=204, response_class=Response, operation_id="provider_receipt_post")
 async def provider_receipt(name: Name, request: Request, runtime: RuntimeDep) -> Response:
     """A provider's delivery report (Kannel's dlr-url). Not an API key but the signature Envoi put in the URL
     it gave the provider proves the call."""

@@ -45,10 +45,8 @@ class Kind:
         Raises pydantic's ValidationError or ValueError naming what is wrong (never echoing a URL)."""
         model = self.settings_model()
         fields = dict(data)
-        url = fields.pop("url", None)
+        url = fields.pop("url", None) if self.url_scheme else None  # APNs and FCM have a url field of their own
         if url is not None:
-            if self.url_scheme is None:
-                raise ValueError(f"a {self.name} provider is configured by fields, not a url")
             fields = model.from_url(str(url)).model_dump() | fields  # type: ignore[attr-defined]
         return model.model_validate(fields)
 

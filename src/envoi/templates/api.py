@@ -13,15 +13,16 @@ from envoi.templates import audit, service, versions
 from envoi.templates.design import Design
 from envoi.templates.models import Template, TemplateVersion
 from envoi.templates.schemas import (
+    VARIANT_MODELS,
     AdobeImportIn,
     AdobeImportOut,
+    AnyVariant,
     AuditEntryOut,
     EmailContent,
-    EmailVariant,
     LayoutContent,
     PublishOut,
+    PushContent,
     SmsContent,
-    SmsVariant,
     StateOut,
     TemplateIn,
     TemplateOut,
@@ -56,6 +57,7 @@ def _template_out(template: Template, versions: list[TemplateVersion]) -> Templa
         layout=template.content.get("layout"),
         email=EmailContent.model_validate(draft.content) if draft.channel == "email" else None,
         sms=SmsContent.model_validate(draft.content) if draft.channel == "sms" else None,
+        push=PushContent.model_validate(draft.content) if draft.channel == "push" else None,
         variants=_variants_out(draft),
         live_version=live,
         versions=[_version_out(v) for v in versions],
@@ -64,8 +66,8 @@ def _template_out(template: Template, versions: list[TemplateVersion]) -> Templa
     )
 
 
-def _variants_out(design: Design) -> dict[str, EmailVariant | SmsVariant]:
-    model = SmsVariant if design.channel == "sms" else EmailVariant
+def _variants_out(design: Design) -> dict[str, AnyVariant]:
+    model = VARIANT_MODELS[design.channel]
     return {language: model.model_validate(variant) for language, variant in design.variants.items()}
 
 
@@ -153,6 +155,7 @@ async def get_version(
         language=design.language,
         email=EmailContent.model_validate(design.content) if design.channel == "email" else None,
         sms=SmsContent.model_validate(design.content) if design.channel == "sms" else None,
+        push=PushContent.model_validate(design.content) if design.channel == "push" else None,
         variants=_variants_out(design),
         layout=LayoutContent.model_validate(design.layout) if design.layout else None,
         snippets=design.snippets,

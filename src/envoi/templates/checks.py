@@ -1,8 +1,9 @@
 """What publishing checks: a broken template must never go live.
 
 Every variable a template reads must exist in the event type's JSON Schema (when it has one); the template must
-render against the event type's sample and every seed address, in every language; the subject must not render
-empty; the HTML must parse; links must be absolute.
+render against the event type's sample and every seed address, in every language; the subject (an SMS's text, a
+push's body) must not render empty; a push's badge must render to a number; the HTML must parse; links must be
+absolute.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from envoi.errors import Problem, TemplateSyntaxError
 from envoi.templates.compiled import CompiledTemplate
 from envoi.templates.design import EVENT_VARIABLES, Design, render_context
 from envoi.templates.email import RenderedEmail
+from envoi.templates.push import RenderedPush
 from envoi.templates.rendering import RenderError
 from envoi.templates.sms import RenderedSms
 
@@ -93,6 +95,8 @@ def _render_problems(compiled: CompiledTemplate, sample: Sample, language: str |
     where = compiled.design.field_of
     if isinstance(rendered, RenderedSms):
         return [(where(rendered.language, "text"), "the text is empty")] if not rendered.text else []
+    if isinstance(rendered, RenderedPush):
+        return [(where(rendered.language, "body"), "the body is empty")] if not rendered.body else []
     problems = []
     if not rendered.subject:
         problems.append((where(rendered.language, "subject"), "the subject is empty"))

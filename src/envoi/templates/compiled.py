@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from envoi.templates.design import Design, Part
 from envoi.templates.email import CompiledEmail, RenderedEmail, compile_email
 from envoi.templates.locales import pick_language
+from envoi.templates.push import CompiledPush, RenderedPush, compile_push
 from envoi.templates.rendering import Liquid
 from envoi.templates.sms import CompiledSms, RenderedSms, compile_sms
 
-Rendered = RenderedEmail | RenderedSms
+Rendered = RenderedEmail | RenderedSms | RenderedPush
+Compiled = CompiledEmail | CompiledSms | CompiledPush
+_COMPILERS: dict[str, Callable[[Liquid, Design, str], Compiled]] = {
+    "email": compile_email,
+    "sms": compile_sms,
+    "push": compile_push,
+}
 
 
 class CompiledTemplate:
@@ -20,17 +27,17 @@ class CompiledTemplate:
         self.liquid = Liquid(design.snippets)
         self.language = design.language
         languages = (design.language, *design.variants)
-        self.languages: dict[str, CompiledEmail | CompiledSms] = {
-            language: (compile_sms if design.channel == "sms" else compile_email)(self.liquid, design, language)
-            for language in languages
+        compile_language = _COMPILERS[design.channel]
+        self.languages: dict[str, Compiled] = {
+            language: compile_language(self.liquid, design, language) for language in languages
         }
 
     def pick(self, language: str | None) -> str:
         return pick_language(language, self.design.variants, self.language)
 
     def render(self, context: Mapping[str, Any], language: str | None = None) -> Rendered:
-        """The email or SMS for an event in ``language`` (the best variant is chosen). Raises RenderError
-        naming the field, line and expression that failed."""
+        """The email, SMS or push notification for an event in ``language`` (the best variant is chosen).
+        Raises RenderError naming the field, line and expression that failed."""
         chosen = self.pick(language)
         return self.languages[chosen].render(self.liquid, context, chosen)
 

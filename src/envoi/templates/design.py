@@ -1,12 +1,13 @@
 """A template's design (its content per language, layout and snippets) and its compiled form.
 
-What a design holds depends on its channel: an email (sender, subject, HTML or MJML, text; see ``email.py``)
-or an SMS (text, sender; see ``sms.py``). It is stored under the channel's name, beside the variants.
+What a design holds depends on its channel: an email (sender, subject, HTML or MJML, text; see ``email.py``),
+an SMS (text, sender; see ``sms.py``) or a push notification (title, body, data, badge, sound; see ``push.py``).
+It is stored under the channel's name, beside the variants.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from liquid import BoundTemplate
 from envoi.templates.rendering import Liquid
 
 EVENT_VARIABLES = frozenset({"id", "type", "email", "mobilePhone", "externalId", "origin", "language"})
-CHANNELS = ("email", "sms")
+CHANNELS = ("email", "sms", "push")
 _BODIES = ("html", "mjml", "text")  # a variant that sets one of these replaces the default's whole body
 
 Part = BoundTemplate | str  # a str is literal text with no Liquid in it
@@ -86,14 +87,23 @@ class Design:
 
     def sources(self) -> dict[str, str]:
         """Every piece of Liquid by the field that holds it, for checks and diffs."""
-        found = {f"{self.channel}.{k}": v for k, v in self.content.items() if isinstance(v, str) and v}
+        found = dict(_liquid_fields(self.channel, self.content))
         for language, variant in sorted(self.variants.items()):
-            found |= {f"variants.{language}.{k}": v for k, v in variant.items() if isinstance(v, str) and v}
+            found |= dict(_liquid_fields(f"variants.{language}", variant))
         for key in _BODIES:
             if self.layout and self.layout.get(key):
                 found[f"layout.{key}"] = self.layout[key]
         found |= {f"snippets.{name}": source for name, source in sorted(self.snippets.items())}
         return found
+
+
+def _liquid_fields(prefix: str, content: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Each non-empty string by its field; an object's strings (a push's data) by ``field.key``."""
+    for key, value in content.items():
+        if isinstance(value, str) and value:
+            yield f"{prefix}.{key}", value
+        elif isinstance(value, Mapping):
+            yield from _liquid_fields(f"{prefix}.{key}", value)
 
 
 def compile_part(liquid: Liquid, design: Design, language: str, key: str, *, html: bool = False) -> Part | None:

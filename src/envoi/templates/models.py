@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
+from envoi.db.base import ADDRESS_LENGTH, Base, BigId, Json, UTCDateTime, utcnow
 
 
 class TemplateState(enum.StrEnum):
@@ -75,7 +75,8 @@ class SeedAddress(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     template_id: Mapped[int] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(String(200))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH), doc="An email, a phone number or a push token.")
+    platform: Mapped[str | None] = mapped_column(String(16), doc="Push: ios, android or web.")
     external_id: Mapped[str | None] = mapped_column(String(255))
     language: Mapped[str | None] = mapped_column(String(35))
     ctx: Mapped[dict[str, Any] | None] = mapped_column(Json, doc="Null: the event type's sample is used.")

@@ -22,6 +22,7 @@ from envoi.templates.design import Design, render_context
 from envoi.templates.email import RenderedEmail
 from envoi.templates.layouts import draft_design
 from envoi.templates.models import SeedAddress, Template
+from envoi.templates.push import RenderedPush
 from envoi.templates.rendering import RenderError
 from envoi.templates.schemas import PreviewIn
 from envoi.templates.seeds import event_data, get_seed, list_seeds, schema_and_sample, seed_ctx
@@ -53,7 +54,7 @@ async def preview(session: AsyncSession, template: Template, data: PreviewIn) ->
         label, ctx = f"seed '{seed.label}'", seed_ctx(seed, sample)
         if template.channel == "sms":
             phone = seed.address
-        else:
+        elif template.channel == "email":
             email = email or seed.address
         external_id, language = external_id or seed.external_id, language or seed.language
     elif ctx is not None:
@@ -99,6 +100,8 @@ async def prepare_proofs(
     session: AsyncSession, template: Template, seed_ids: list[int] | None, *, message_id_domain: str
 ) -> list[Proof]:
     """Each chosen seed's proof, rendered from the draft; one that fails to render says why and is not sent."""
+    if template.channel == "push":
+        raise ValidationFailed("proofs of push templates are not available yet; preview it instead", field="channel")
     seeds = await list_seeds(session, template.id)
     if seed_ids is not None:
         unknown = set(seed_ids) - {seed.id for seed in seeds}
@@ -129,6 +132,7 @@ async def prepare_proofs(
 
 
 def proof_message(rendered: Rendered, address: str, domain: str) -> EmailMessage | SmsMessage:
+    assert not isinstance(rendered, RenderedPush)  # refused in prepare_proofs
     if isinstance(rendered, RenderedSms):
         return SmsMessage(ref=0, to=address, text=f"[Proof] {rendered.text}", sender=rendered.sender)
     return EmailMessage(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, field_validator, model_validator
 
 from envoi.addresses import check_mailbox
 from envoi.templates.locales import normalize_language
@@ -81,6 +81,61 @@ class SmsContent(SmsVariant):
     text: str = Field(min_length=1, max_length=10_000, examples=["Your code is {{ ctx.code }}"])
 
 
+# Keys a provider keeps for itself: FCM's reserved words and prefixes, and APNs' "aps".
+_RESERVED_DATA_KEYS = frozenset({"aps", "from", "notification", "message_type", "collapse_key"})
+_RESERVED_DATA_PREFIXES = ("google", "gcm")
+
+
+def _push_data(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > 100:
+        raise ValueError("at most 100 keys")
+    for key in value:
+        if not key or len(key) > 64 or not key.isprintable():
+            raise ValueError(f"the key '{key[:64]}' must be 1 to 64 printable characters")
+        if key.lower() in _RESERVED_DATA_KEYS or key.lower().startswith(_RESERVED_DATA_PREFIXES):
+            raise ValueError(f"the key '{key}' is reserved by the push providers")
+    return value
+
+
+def _push_badge(value: str | int | None) -> str | None:
+    # Liquid is checked when it renders (publish refuses a badge that is not a number); a literal now.
+    if value is None:
+        return None
+    shown = str(value).strip()
+    if shown and "{" not in shown and not (shown.isdecimal() and shown.isascii()):
+        raise ValueError("a badge is a whole number of 0 or more, or Liquid that renders to one")
+    return shown or None
+
+
+class PushVariant(_Model):
+    """A language variant of a push notification: the fields it sets replace the default language's (``data``
+    as a whole)."""
+
+    title: str | None = Field(None, max_length=1000)
+    body: str | None = Field(None, max_length=10_000)
+    data: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        None, description="Key-value pairs delivered to the app, not shown; each value is Liquid."
+    )
+    badge: str | int | None = Field(
+        None, description="The number on the app's icon: a number, or Liquid that renders to one (empty: none)."
+    )
+    sound: str | None = Field(None, max_length=255, description="A sound file of the app, or 'default'.")
+
+    _check_data = field_validator("data")(_push_data)
+    _check_badge = field_validator("badge")(_push_badge)
+
+
+class PushContent(PushVariant):
+    title: str | None = Field(None, max_length=1000, examples=["Order {{ ctx.orderId }}"])
+    body: str = Field(min_length=1, max_length=10_000, examples=["Your parcel is on its way"])
+
+
+AnyVariant = EmailVariant | SmsVariant | PushVariant
+VARIANT_MODELS: dict[str, type[AnyVariant]] = {"email": EmailVariant, "sms": SmsVariant, "push": PushVariant}
+
+
 class TemplateIn(_Model):
     name: str = Field(min_length=1, max_length=200)
     event_type: str = Field(alias="eventType", min_length=1, max_length=100)
@@ -89,7 +144,9 @@ class TemplateIn(_Model):
     layout: str | None = Field(None, max_length=100, description="The name of a layout to wrap the body in.")
     email: EmailContent | None = Field(None, description="The content of an email template.")
     sms: SmsContent | None = Field(None, description="The content of an SMS template.")
-    variants: dict[str, EmailVariant | SmsVariant] = Field(
+    push: PushContent | None = Field(None, description="The content of a push template.")
+    # Checked in the service with the channel's model: a union would list every model's errors, under its name.
+    variants: dict[str, SkipValidation[AnyVariant]] = Field(
         default_factory=dict,
         description="Content per language (`fr`, `en-GB`…), chosen by the event's language; the fields a variant "
         "sets replace the default's.",
@@ -99,8 +156,8 @@ class TemplateIn(_Model):
 
     @field_validator("variants")
     @classmethod
-    def _variant_languages(cls, value: dict[str, EmailVariant | SmsVariant]) -> dict[str, EmailVariant | SmsVariant]:
-        normalized: dict[str, EmailVariant | SmsVariant] = {}
+    def _variant_languages(cls, value: dict[str, AnyVariant]) -> dict[str, AnyVariant]:
+        normalized: dict[str, AnyVariant] = {}
         for tag, variant in value.items():
             language = normalize_language(tag)
             if language in normalized:
@@ -111,7 +168,7 @@ class TemplateIn(_Model):
     @model_validator(mode="after")
     def _default_not_a_variant(self) -> TemplateIn:
         if self.language in self.variants:
-            raise ValueError(f"'{self.language}' is the default language: put its content in 'email'")
+            raise ValueError(f"'{self.language}' is the default language: put its content in '{self.channel}'")
         return self
 
 
@@ -145,7 +202,8 @@ class TemplateOut(_Model):
     layout: str | None
     email: EmailContent | None
     sms: SmsContent | None
-    variants: dict[str, EmailVariant | SmsVariant]
+    push: PushContent | None
+    variants: dict[str, AnyVariant]
     live_version: int | None = Field(alias="liveVersion")
     versions: list[VersionOut]
     created_at: datetime = Field(alias="createdAt")
@@ -165,7 +223,8 @@ class VersionDetailOut(VersionOut):
     language: str
     email: EmailContent | None
     sms: SmsContent | None
-    variants: dict[str, EmailVariant | SmsVariant]
+    push: PushContent | None
+    variants: dict[str, AnyVariant]
     layout: LayoutContent | None = Field(description="The layout as it was when this version was published.")
     snippets: dict[str, str] = Field(description="The snippets this version uses, as they were when published.")
 
@@ -232,6 +291,14 @@ class ProblemOut(_Model):
     message: str
 
 
+class PushPreviewOut(_Model):
+    title: str | None
+    body: str
+    data: dict[str, str] = Field(description="What the app receives, each value rendered.")
+    badge: int | None
+    sound: str | None
+
+
 class PreviewOut(_Model):
     version: int | None = Field(description="The version rendered; null for the draft.")
     data: str = Field(description="Whose data was rendered: a seed, the inline ctx, or the event type's sample.")
@@ -243,6 +310,7 @@ class PreviewOut(_Model):
     text: str | None
     encoding: str | None = Field(None, description="SMS: GSM-7 or UCS-2, chosen from the text.")
     segments: int | None = Field(None, description="SMS: how many parts the text goes out in (and is billed as).")
+    push: PushPreviewOut | None = Field(None, description="A push notification, in the template's shape.")
     warnings: list[ProblemOut] = Field(description="What would stop this draft from being published.")
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import UTCDateTime, utcnow
-from envoi.errors import Conflict, NotFound, ValidationFailed, input_problems, invalid
+from envoi.errors import Conflict, NotFound, ValidationFailed, invalid
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
 from envoi.templates import audit
 from envoi.templates.adobe import jst_to_liquid
@@ -21,32 +22,29 @@ from envoi.templates.compiled import CompiledTemplate
 from envoi.templates.design import Design
 from envoi.templates.layouts import get_layout
 from envoi.templates.models import Template, TemplateState, TemplateVersion
-from envoi.templates.schemas import EmailContent, EmailVariant, SmsVariant, TemplateIn
-
-AVAILABLE_CHANNELS = ("email", "sms")
-_VARIANT_MODELS: dict[str, type[EmailVariant] | type[SmsVariant]] = {"email": EmailVariant, "sms": SmsVariant}
+from envoi.templates.schemas import VARIANT_MODELS, EmailContent, TemplateIn
 
 
 async def _draft_content(session: AsyncSession, data: TemplateIn) -> dict[str, Any]:
     channel = data.channel
-    if channel not in AVAILABLE_CHANNELS:
-        raise ValidationFailed(f"channel '{channel}' is not available yet; use email or sms", field="channel")
-    content = data.email if channel == "email" else data.sms
+    content = getattr(data, channel)
     if content is None:
         raise ValidationFailed(f"a {channel} template needs its '{channel}' content", field=channel)
-    for other in AVAILABLE_CHANNELS:
+    for other in VARIANT_MODELS:
         if other != channel and getattr(data, other) is not None:
             raise ValidationFailed(f"a {channel} template has no '{other}' content", field=other)
     if data.layout is not None:
         if channel != "email":
-            raise ValidationFailed("layouts wrap email bodies; an SMS has none", field="layout")
+            raise ValidationFailed(f"layouts wrap email bodies; a {channel} template has none", field="layout")
         await get_layout(session, data.layout)
     variants = {}
     for language, variant in data.variants.items():
+        given = variant.model_dump(by_alias=True, exclude_none=True) if isinstance(variant, BaseModel) else variant
         try:
-            checked = _VARIANT_MODELS[channel].model_validate(variant.model_dump(by_alias=True, exclude_none=True))
+            checked = VARIANT_MODELS[channel].model_validate(given)
         except PydanticValidationError as error:
-            raise invalid([(f"variants.{language}.{f}", m) for f, m in input_problems(error.errors())]) from None
+            where = [".".join(["variants", language, *map(str, e["loc"])]) for e in error.errors()]
+            raise invalid([(f, e["msg"]) for f, e in zip(where, error.errors(), strict=True)]) from None
         variants[language] = checked.model_dump(by_alias=True, exclude_none=True)
     design = Design(
         content=content.model_dump(by_alias=True, exclude_none=True),

@@ -16,7 +16,17 @@ from envoi.templates.api import TemplateId, actor_of
 from envoi.templates.attachments import attach_files, attachment_urls
 from envoi.templates.models import SeedAddress
 from envoi.templates.proofs import Proof, prepare_proofs, preview
-from envoi.templates.schemas import PreviewIn, PreviewOut, ProblemOut, ProofIn, ProofOut, SeedIn, SeedOut
+from envoi.templates.push import RenderedPush
+from envoi.templates.schemas import (
+    PreviewIn,
+    PreviewOut,
+    ProblemOut,
+    ProofIn,
+    ProofOut,
+    PushPreviewOut,
+    SeedIn,
+    SeedOut,
+)
 from envoi.templates.service import get_template
 from envoi.templates.sms import RenderedSms
 
@@ -89,10 +99,16 @@ async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: Ru
         version=result.version,
         data=result.data,
         language=rendered.language,
-        sender=rendered.sender,
-        text=rendered.text,
+        sender=None,
+        text=None,
         warnings=[ProblemOut(field=field, message=message) for field, message in result.warnings],
     )
+    if isinstance(rendered, RenderedPush):
+        shown.push = PushPreviewOut(
+            title=rendered.title, body=rendered.body, data=rendered.data, badge=rendered.badge, sound=rendered.sound
+        )
+        return shown
+    shown.sender, shown.text = rendered.sender, rendered.text
     if isinstance(rendered, RenderedSms):
         shown.encoding, shown.segments = rendered.encoding, rendered.segments
     else:
