@@ -26,3 +26,8 @@ class PushMessage:
     data: Mapping[str, str] = field(default_factory=dict)  # delivered to the app, not shown
     badge: int | None = None
     sound: str | None = None
+
+    @property
+    def to(self) -> str:
+        """The address, as messages and the quarantine record it (the same word as an email's or an SMS's)."""
+        return self.token
