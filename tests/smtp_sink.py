@@ -117,6 +117,10 @@ class SmtpSink:
         with self._lock:
             self._rejected[address.lower()] = f"{code} {text}"
 
+    def accept_recipients_again(self) -> None:
+        with self._lock:
+            self._rejected.clear()
+
     def fail_next_data(self, n: int, code: int = 451, text: str = "4.3.0 Try again later") -> None:
         """The reply to the end of the next ``n`` messages' data (after the 354), as real servers do."""
         with self._lock:

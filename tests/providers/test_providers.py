@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import SecretStr
 
 from envoi.app import create_app
+from envoi.delivery.worker import Worker
 from envoi.providers.config import ProviderConfigError
+from envoi.providers.routing import REFUSED_BATCH
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from tests.conftest import drain, make_client
@@ -190,6 +192,35 @@ async def test_the_default_provider_is_tried_again_after_the_failover_period(
     finally:
         await runtime.aclose()
         backup_sink.stop()
+
+
+async def test_a_provider_refusing_every_address_of_a_batch_quarantines_none(
+    settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    runtime = Runtime.create(settings.model_copy(update={"smtp_url": SecretStr(smtp_sink.url)}))
+    try:
+        async with await make_client(runtime) as api:
+            await published_template(api)
+            addresses = [f"user{n}@example.com" for n in range(REFUSED_BATCH)]
+            for address in addresses:
+                smtp_sink.reject_recipient(address)  # as a relay set up for another domain would answer
+            ids = [await push(api, email=address) for address in addresses]
+            worker = Worker(runtime.settings, runtime.sessionmaker, runtime.channels, runtime.outbound)
+            assert await worker.deliver_one_batch() == REFUSED_BATCH
+            events = [await event(api, i) for i in ids]
+            assert {e["status"] for e in events} == {"pending"}
+            assert "refused all 20 addresses of a batch" in events[0]["lastError"]
+            assert (await api.get("/api/v1/quarantine")).json() == []
+
+            smtp_sink.accept_recipients_again()  # the relay fixed: they all go, and one bad address alone is
+            smtp_sink.reject_recipient("gone@example.com")  # quarantined as ever
+            alone = await push(api, email="gone@example.com")
+            await drain(runtime)
+            assert {(await event(api, i))["status"] for i in ids} == {"processed"}
+            assert (await event(api, alone))["status"] == "delivery_failed"
+            assert [q["address"] for q in (await api.get("/api/v1/quarantine")).json()] == ["gone@example.com"]
+    finally:
+        await runtime.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from envoi.channels.base import Channel, Outcome, Retry, Sent
+from envoi.channels.base import Channel, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.outbox import OutboxChannel
 from envoi.channels.push import PushMessage
 from envoi.delivery.receipts import ReceiptRecorder
@@ -33,6 +33,7 @@ from envoi.providers.models import Provider
 from envoi.settings import Settings
 
 log = structlog.get_logger(__name__)
+REFUSED_BATCH = 20  # a batch at least this large whose every address is refused points at the provider
 
 
 class LiveProvider:
@@ -54,7 +55,18 @@ class LiveProvider:
             self.in_use -= 1
             if self.retired and self.in_use == 0:
                 await self.aclose()
+        if len(outcomes) >= REFUSED_BATCH and all(isinstance(o, InvalidAddress) for o in outcomes):
+            return self._misconfigured(outcomes)
         return [dataclasses.replace(o, provider=self.name) if isinstance(o, Sent) else o for o in outcomes]
+
+    def _misconfigured(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """A provider refusing every address of a large batch is far more likely set up wrongly (an APNs topic
+        or environment, another Firebase project) than sent that many dead addresses: quarantining them all
+        would silence every recipient, so they are retried, and count toward failover."""
+        said = getattr(outcomes[0], "reason", "")
+        log.error("provider.refused_every_address", provider=self.name, count=len(outcomes), reason=said)
+        reason = f"{self.name} refused all {len(outcomes)} addresses of a batch ({said}): check its configuration"
+        return [Retry(reason)] * len(outcomes)
 
     async def retire(self) -> None:
         self.retired = True
