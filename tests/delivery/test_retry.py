@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from envoi.delivery.retry import retry_delay
-from envoi.outbound import _seconds
+from envoi.outbound import retry_after_seconds
 from envoi.settings import Settings
 
 SETTINGS = Settings(retry_base_delay=30, retry_max_delay=3600)
@@ -22,8 +22,8 @@ def test_retry_after_is_honoured_but_never_beyond_the_maximum_delay() -> None:
 
 
 def test_retry_after_header_forms() -> None:
-    assert _seconds("120") == 120
-    assert _seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # a date in the past: now
-    assert _seconds("\u00b2") is None  # a digit to str.isdigit(), not to float()
-    assert _seconds("99999999999999") is None
-    assert _seconds("soon") is None
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # a date in the past: now
+    assert retry_after_seconds("\u00b2") is None  # a digit to str.isdigit(), not to float()
+    assert retry_after_seconds("99999999999999") is None
+    assert retry_after_seconds("soon") is None
