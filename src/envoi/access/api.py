@@ -1,18 +1,29 @@
-"""Authentication of API calls: ``Authorization: Bearer <key>``."""
+"""Who is calling, and may they: an API key (``Authorization: Bearer <key>``) or a console session (cookie,
+with a CSRF token on every change), turned into a Principal whose permissions each route checks."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from envoi.access.groups import key_principal, operator_principal
+from envoi.access.models import Operator
+from envoi.access.operators import check_session
+from envoi.access.permissions import Permission, Principal
 from envoi.access.service import authenticate, hash_key
-from envoi.errors import Unauthorized
+from envoi.errors import Forbidden, Unauthorized
 from envoi.runtime import Runtime
 
-_CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds in every process
+_CACHE_SECONDS = 10.0  # a revoked key or a changed group takes effect within this many seconds in every process
+SESSION_COOKIE = "envoi_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def runtime_of(request: Request) -> Runtime:
@@ -23,34 +34,101 @@ async def runtime_of(request: Request) -> Runtime:
 _bearer = HTTPBearer(auto_error=False, description="An API key from `envoi apikey create`.")
 
 
-async def require_api_key(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> int:
-    """The calling key's id; 401 without a valid key."""
-    return await key_of(request, credentials.credentials if credentials else "")
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a console session: forms and scripts send it back; another site cannot read it."""
+    return hmac.new(session_token.encode(), b"envoi csrf", hashlib.sha256).hexdigest()
 
 
-async def authenticate_request(request: Request) -> int:
-    """The same check for the hot ingestion routes, which read the header themselves (see events/api.py)."""
+async def principal_of(request: Request) -> Principal:
+    """The caller: an API key if one is sent, else the console session of the cookie; 401 without either."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return await key_of(request, token if scheme.lower() == "bearer" else "")
+    if scheme.lower() == "bearer" and token.strip():
+        return await key_of(request, token)
+    session_token = request.cookies.get(SESSION_COOKIE)
+    if session_token:
+        principal = await _cached(
+            request, "session:" + session_token, lambda: _session_principal(request, session_token)
+        )
+        if request.method not in _SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, csrf_token(session_token)):
+                raise Forbidden(f"a change from the console needs its {CSRF_HEADER} header", field=CSRF_HEADER)
+        return principal
+    raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
 
 
-async def key_of(request: Request, token: str) -> int:
+async def key_of(request: Request, token: str) -> Principal:
     token = token.strip()
     if not token:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
-    cache: dict[str, tuple[int, float]] = request.app.state.key_cache
-    digest = hash_key(token)
-    hit = cache.get(digest)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
+    return await _cached(request, hash_key(token), lambda: _key_principal(request, token))
+
+
+async def _key_principal(request: Request, token: str) -> Principal:
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
-        key = await authenticate(session, token)
-    cache[digest] = (key.id, time.monotonic() + _CACHE_SECONDS)
-    return key.id
+        return await key_principal(session, await authenticate(session, token))
 
 
-ApiKeyId = Annotated[int, Depends(require_api_key)]
+async def _session_principal(request: Request, token: str) -> Principal:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.transaction() as session:
+        operator = await session.get(Operator, await check_session(session, token))
+        if operator is None or not operator.active:
+            raise Unauthorized("this operator is no longer active")
+        return await operator_principal(session, operator)
+
+
+async def _cached(request: Request, key: str, load: Callable[[], Awaitable[Principal]]) -> Principal:
+    cache: dict[str, tuple[Principal, float]] = request.app.state.key_cache
+    hit = cache.get(key)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    principal = await load()
+    if len(cache) > 10_000:  # callers choose the keys: the cache must not grow without end
+        cache.clear()
+    cache[key] = (principal, time.monotonic() + _CACHE_SECONDS)
+    return principal
+
+
+def forget_session(request: Request, session_token: str) -> None:
+    """At logout: this process stops accepting the session at once (others within the cache delay... no: the
+    session row is revoked, and they re-check it within _CACHE_SECONDS)."""
+    request.app.state.key_cache.pop("session:" + session_token, None)
+
+
+def allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    async def check(
+        request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        principal = await principal_of(request)
+        principal.require(permission)
+        return principal
+
+    return check
+
+
+async def authenticate_request(request: Request, permission: Permission = Permission.PUSH_EVENTS) -> Principal:
+    """The same check for the hot ingestion routes, which read the request themselves (see events/api.py)."""
+    principal = await principal_of(request)
+    principal.require(permission)
+    return principal
+
+
+CanView = Annotated[Principal, Depends(allowed(Permission.VIEW_EVENTS))]
+CanEditTemplates = Annotated[Principal, Depends(allowed(Permission.EDIT_TEMPLATES))]
+CanPublish = Annotated[Principal, Depends(allowed(Permission.PUBLISH))]
+CanPushEvents = Annotated[Principal, Depends(allowed(Permission.PUSH_EVENTS))]
+CanManageOperators = Annotated[Principal, Depends(allowed(Permission.MANAGE_OPERATORS))]
+CanManageDeliveries = Annotated[Principal, Depends(allowed(Permission.MANAGE_DELIVERIES))]
+CanManageWorkflows = Annotated[Principal, Depends(allowed(Permission.MANAGE_WORKFLOWS))]
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+async def _any_key(
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> int:
+    return (await principal_of(request)).key_id or 0
+
+
+ApiKeyId = Annotated[int, Depends(_any_key)]  # any caller; being replaced by the Can* checks

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from envoi.db.base import Base, BigId, UTCDateTime, utcnow
+from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
@@ -17,6 +18,10 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16), doc="The first characters, to tell keys apart in lists.")
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("operators.id", ondelete="CASCADE"), index=True, doc="Null: a service account's key."
+    )
+    scopes: Mapped[list[str]] = mapped_column(Json, doc="The permissions it carries (an operator's: at most theirs).")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -46,3 +51,60 @@ class OperatorSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SecurityGroup(Base):
+    """A set of permissions given to its members; the built-in ones cannot be deleted or renamed."""
+
+    __tablename__ = "security_groups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200))
+    built_in: Mapped[bool] = mapped_column(default=False)
+    permissions: Mapped[list[str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(
+        ForeignKey("operators.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AuditEntry(Base):
+    """Who created, changed, published or deleted what, and when (templates keep their own detailed trail)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(400))
+    operator_id: Mapped[int | None] = mapped_column(BigId)
+    key_id: Mapped[int | None] = mapped_column(BigId)
+    action: Mapped[str] = mapped_column(String(64))  # created, changed, deleted, published, revoked...
+    object_type: Mapped[str] = mapped_column(String(64))  # operator, group, api_key, provider, template...
+    object_id: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)
+
+
+class LoginAttempt(Base):
+    """A console login attempt, kept a while to slow down password guessing (per login and per address)."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(64), doc="The client's IP address.")
+    succeeded: Mapped[bool] = mapped_column()
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_login_attempts_login_at", "login", "at"),
+        Index("ix_login_attempts_address_at", "address", "at"),
+    )

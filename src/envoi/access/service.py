@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access.models import ApiKey
+from envoi.access.permissions import ALL, Permission
 from envoi.db.base import utcnow
 from envoi.errors import NotFound, Unauthorized
 
@@ -21,10 +23,23 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-async def create_api_key(session: AsyncSession, name: str) -> tuple[ApiKey, str]:
-    """Returns the stored key and its plaintext, which is shown once and never again."""
+async def create_api_key(
+    session: AsyncSession,
+    name: str,
+    *,
+    operator_id: int | None = None,
+    scopes: Iterable[Permission] = ALL,
+) -> tuple[ApiKey, str]:
+    """Returns the stored key and its plaintext, which is shown once and never again. A key with no operator
+    belongs to a service account named ``name``; an operator's key never does more than the operator may."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(name=name, prefix=plaintext[: len(KEY_PREFIX) + 6], key_hash=hash_key(plaintext))
+    key = ApiKey(
+        name=name,
+        prefix=plaintext[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(plaintext),
+        operator_id=operator_id,
+        scopes=sorted(Permission(scope).value for scope in scopes),
+    )
     session.add(key)
     await session.flush()
     return key, plaintext

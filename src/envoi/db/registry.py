@@ -6,6 +6,7 @@ from envoi.db import meta
 from envoi.db.base import Base
 from envoi.delivery import models as delivery_models
 from envoi.events import models as events_models
+from envoi.notifications import models as notifications_models
 from envoi.providers import models as providers_models
 from envoi.templates import models as templates_models
 
@@ -17,6 +18,7 @@ __all__ = [
     "events_models",
     "meta",
     "metadata",
+    "notifications_models",
     "outbox",
     "providers_models",
     "templates_models",

@@ -107,7 +107,7 @@ _IDEMPOTENCY_HEADER = {
 async def push_event(request: Request) -> Response:
     """Store one event; it is sent within seconds. With an Idempotency-Key, a repeated request returns the
     first event's id instead of storing a second event."""
-    key_id = await authenticate_request(request)
+    key_id = (await authenticate_request(request)).key_id
     runtime: Runtime = request.app.state.runtime
     event = _parse(EventIn, await request.body())
     idempotency_key = request.headers.get("idempotency-key")
@@ -151,7 +151,7 @@ def _parse(model: type[ParsedModel], body: bytes) -> ParsedModel:
 async def push_events(request: Request) -> Response:
     """Store up to 10,000 events in one transaction. If any is invalid, none is stored and the answer lists
     every invalid item's errors by index."""
-    key_id = await authenticate_request(request)
+    key_id = (await authenticate_request(request)).key_id
     runtime: Runtime = request.app.state.runtime
     body, limit = await request.body(), runtime.settings.batch_max_events
     items: list[Any]

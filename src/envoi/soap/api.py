@@ -113,7 +113,7 @@ async def _authenticate(request: Request, runtime: Runtime, token: str) -> int |
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("no session token and no 'Authorization: Bearer' API key")
-        return await key_of(request, key)
+        return (await key_of(request, key)).key_id
     async with runtime.transaction() as session:
         if "/" in token:
             login, _, password = token.partition("/")
