@@ -1,9 +1,11 @@
-"""Address checks shared by ingestion and templates."""
+"""Address checks shared by ingestion and templates: email addresses, phone numbers, push tokens."""
 
 from __future__ import annotations
 
+import json
 import re
 from email.utils import parseaddr
+from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -78,6 +80,62 @@ def check_mailbox(value: str) -> str:
     return value.strip()
 
 
-def address_for(channel: str, email: str | None, mobile_phone: str | None) -> str | None:
-    """Where a message on ``channel`` goes, of an event's addresses."""
-    return email if channel == "email" else mobile_phone if channel == "sms" else None
+_APNS_TOKEN = re.compile(r"[0-9a-fA-F]{64,200}")
+_PUSH_TOKEN_WORDS = {"ios": "APNs device token", "android": "FCM registration token", "web": "Web Push subscription"}
+
+
+def push_token_word(platform: str) -> str:
+    """What a registration token is called on ``platform``, for messages."""
+    return _PUSH_TOKEN_WORDS.get(platform, "registration token")
+
+
+def push_platform(token: str | None, platform: str | None) -> str | None:
+    """The platform given, or web for a token that is a JSON object: only a Web Push subscription is one."""
+    if platform is None and token and token.lstrip().startswith("{"):
+        return "web"
+    return platform
+
+
+def normalize_push_token(token: str, platform: str) -> str:
+    """The token as we store and quarantine it, checked loosely for its platform (the provider has the last word):
+    an APNs device token is hex (lower-cased), an FCM token one word, a Web Push subscription the browser's JSON
+    with an https ``endpoint`` and ``keys.p256dh`` / ``keys.auth`` (made compact, so one browser is one address).
+    Raises ValueError with a reason a user can act on."""
+    text = token.strip()
+    if platform == "ios":
+        if not _APNS_TOKEN.fullmatch(text):
+            raise ValueError("an APNs device token is 64 to 200 hexadecimal digits")
+        return text.lower()
+    if platform == "android":
+        if not text or any(character.isspace() for character in text):
+            raise ValueError("an FCM registration token is one word, without spaces")
+        return text
+    return _web_subscription(text)
+
+
+def _web_subscription(text: str) -> str:
+    try:
+        subscription = json.loads(text)
+    except (ValueError, RecursionError):
+        subscription = None
+    if not isinstance(subscription, dict):
+        raise ValueError('expected the browser\'s subscription as JSON: {"endpoint": "https://...", "keys": {...}}')
+    endpoint, keys = subscription.get("endpoint"), subscription.get("keys")
+    try:
+        url = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        secure = url is not None and url.scheme == "https" and bool(url.hostname)
+    except ValueError:  # an unbalanced [ in the host, say
+        secure = False
+    if not secure:
+        raise ValueError("its endpoint must be an https URL")
+    if not isinstance(keys, dict) or not all(isinstance(keys.get(k), str) and keys[k] for k in ("p256dh", "auth")):
+        raise ValueError("it needs keys.p256dh and keys.auth")
+    return json.dumps(subscription, separators=(",", ":"), ensure_ascii=False)
+
+
+def address_for(
+    channel: str, *, email: str | None, mobile_phone: str | None, registration_token: str | None
+) -> str | None:
+    """Where a message on ``channel`` goes, of an event's addresses. A registration token is an address only
+    with its platform: callers pass None for a token whose platform is unknown."""
+    return {"email": email, "sms": mobile_phone, "push": registration_token}.get(channel)

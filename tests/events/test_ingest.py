@@ -299,3 +299,75 @@ async def test_national_numbers_take_the_default_region(settings: Settings) -> N
             assert (await event(api, batch.json()["ids"][0]))["mobilePhone"] == "+33700000001"
     finally:
         await runtime.aclose()
+
+
+APNS_TOKEN = "A3" * 32  # an APNs device token: 32 bytes, in hex
+WEB_TOKEN = '{"endpoint": "https://push.example.net/send/x1", "keys": {"p256dh": "BNc", "auth": "tBH"}}'
+
+
+async def test_push_events_store_their_token_and_platform(api: httpx.AsyncClient) -> None:
+    await create_type(api)
+    ios = await push(api, email=None, wishedChannel=41, registrationToken=APNS_TOKEN)
+    android = await push(api, wishedChannel="push", registrationToken="d1:APA91b-x_y", platform="android")
+    web = await push(api, wishedChannel="push", registrationToken=WEB_TOKEN)
+    shown = [await event(api, event_id) for event_id in (ios, android, web)]
+    assert [(e["channel"], e["platform"]) for e in shown] == [("push", "ios"), ("push", "android"), ("push", "web")]
+    assert shown[0]["registrationToken"] == APNS_TOKEN.lower()
+    assert shown[1]["registrationToken"] == "d1:APA91b-x_y"
+    assert shown[2]["registrationToken"] == WEB_TOKEN.replace(": ", ":").replace(", ", ",")  # compact: one browser
+    # Kept for the record, unchecked, when the event goes by email.
+    kept = await event(api, await push(api, registrationToken="anything at all"))
+    assert (kept["channel"], kept["registrationToken"], kept["platform"]) == ("email", "anything at all", None)
+
+
+async def test_push_events_need_a_token_of_their_platform(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_type(api)
+    await create_type(api, "app_notice", defaultChannel="push")
+
+    async def refused(**fields: object) -> dict[str, str]:
+        response = await api.post(
+            "/api/v1/events", json={"type": "order_confirmation", "wishedChannel": "push"} | fields
+        )
+        assert response.status_code == 422, response.text
+        return dict(response.json()["error"])
+
+    assert (await refused())["field"] == "registrationToken"
+    assert "registration token" in (await refused(email="a@example.com"))["message"]
+    by_type = await api.post("/api/v1/events", json={"type": "app_notice", "email": "a@example.com"})
+    assert by_type.status_code == 422 and by_type.json()["error"]["field"] == "registrationToken"
+    assert (await refused(registrationToken=APNS_TOKEN, platform="windows"))["field"] == "platform"
+    assert (await refused(registrationToken=APNS_TOKEN))["field"] == "platform"  # hex: not enough to tell
+    short = await refused(registrationToken="ab" * 10, platform="ios")
+    assert short["field"] == "registrationToken" and "APNs device token" in short["message"]
+    assert (await refused(registrationToken="d1 APA91b", platform="android"))["field"] == "registrationToken"
+    for not_a_subscription in (
+        '{"endpoint": "http://push.example.net/x", "keys": {"p256dh": "a", "auth": "b"}}',
+        '{"endpoint": "https://push.example.net/x"}',
+        "https://push.example.net/x",
+        "{oops",
+    ):
+        error = await refused(registrationToken=not_a_subscription, platform="web")
+        assert error["field"] == "registrationToken" and "Web Push subscription" in error["message"]
+    assert (await refused(registrationToken="x" * 2001, platform="android"))["field"] == "registrationToken"
+    batch = [
+        {"type": "app_notice", "registrationToken": APNS_TOKEN, "platform": "ios"},
+        {"type": "app_notice", "registrationToken": "{}"},
+    ]
+    response = await api.post("/api/v1/events/batch", json={"events": batch})
+    assert response.status_code == 422
+    assert [(i["index"], i["errors"][0]["field"]) for i in response.json()["error"]["items"]] == [
+        (1, "registrationToken")
+    ]
+    assert await count_events(runtime) == 0
+
+
+async def test_event_types_may_default_to_push(api: httpx.AsyncClient) -> None:
+    created = await create_type(api, "app_notice", defaultChannel="push", fallbackChannel="email")
+    assert (created["defaultChannel"], created["fallbackChannel"]) == ("push", "email")
+    same = await api.post(
+        "/api/v1/event-types", json={"name": "t", "label": "T", "defaultChannel": "push", "fallbackChannel": "push"}
+    )
+    assert same.status_code == 422 and same.json()["error"]["field"] == "fallbackChannel"
+    # Without a token, the fallback's address will do: the event goes straight to it when it is sent.
+    event_id = await push(api, type="app_notice", email="a@example.com")
+    assert (await event(api, event_id))["channel"] == "push"

@@ -286,3 +286,19 @@ async def test_invalid_phone_is_a_client_fault(api: httpx.AsyncClient, runtime: 
     code, message = fault(root)
     assert status == 500 and code == "SOAP-ENV:Client" and "phone" in message
     assert await stored_count(runtime) == 0
+
+
+async def test_a_push_event_takes_its_platform_from_the_wished_channel(
+    api: httpx.AsyncClient, runtime: Runtime, operator: str
+) -> None:
+    await published_template(api)
+    token = "a3" * 32
+    ios = f'<rtEvent type="order_confirmation" wishedChannel="41" registrationToken="{token}"><ctx/></rtEvent>'
+    status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{operator}/{PASSWORD}", ios))
+    assert status == 200
+    stored = await event(api, int(text_of(root, "plId")[0]))
+    assert (stored["channel"], stored["platform"], stored["registrationToken"]) == ("push", "ios", token)
+    android = '<rtEvent type="order_confirmation" wishedChannel="42"><ctx/></rtEvent>'
+    status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{operator}/{PASSWORD}", android))
+    code, message = fault(root)
+    assert status == 500 and code == "SOAP-ENV:Client" and "registration token" in message

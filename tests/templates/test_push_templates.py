@@ -138,3 +138,34 @@ async def test_a_bad_variant_names_its_own_field(api: httpx.AsyncClient) -> None
     assert (await error_of(subject))["field"] == "variants.fr.subject"
     not_an_object = await api.put(f"/api/v1/templates/{template_id}", json=NOTICE | {"variants": {"fr": "x"}})
     assert (await error_of(not_an_object))["field"] == "variants.fr"
+
+
+async def test_a_push_seed_is_a_token_with_its_platform(api: httpx.AsyncClient) -> None:
+    template_id = await push_template(api)
+    seeds = f"/api/v1/templates/{template_id}/seeds"
+    token = "a3" * 32
+    added = await api.post(seeds, json={"label": "iPhone", "address": token, "platform": "ios", "ctx": SAMPLE})
+    assert added.status_code == 201 and (added.json()["address"], added.json()["platform"]) == (token, "ios")
+    assert (await error_of(await api.post(seeds, json={"label": "x", "address": token})))["field"] == "platform"
+    short = await error_of(await api.post(seeds, json={"label": "x", "address": "ab", "platform": "ios"}))
+    assert short["field"] == "address" and "APNs device token" in short["message"]
+    web = await error_of(await api.post(seeds, json={"label": "x", "address": '{"endpoint": "https://x"}'}))
+    assert web["field"] == "address" and "Web Push subscription" in web["message"]
+    unknown = await api.post(seeds, json={"label": "x", "address": token, "platform": "blackberry"})
+    assert (await error_of(unknown))["field"] == "platform"
+    # The seed renders at publishing and in previews like any other.
+    assert (await api.post(f"/api/v1/templates/{template_id}/publish")).status_code == 200
+    shown = await api.post(f"/api/v1/templates/{template_id}/preview", json={"seedId": added.json()["id"]})
+    assert shown.json()["push"]["title"] == "Parcel XK-1"
+
+    await create_type(api, "welcome")
+    email = {
+        "name": "Welcome",
+        "eventType": "welcome",
+        "email": {"from": "a@example.com", "subject": "Hi", "text": "x"},
+    }
+    email_id = (await api.post("/api/v1/templates", json=email)).json()["id"]
+    platform = await api.post(
+        f"/api/v1/templates/{email_id}/seeds", json={"label": "x", "address": "ann@example.com", "platform": "ios"}
+    )
+    assert (await error_of(platform))["field"] == "platform"

@@ -25,6 +25,13 @@ class OutboxAttachmentOut(BaseModel):
     size: int = Field(description="In bytes.")
 
 
+class OutboxPushOut(BaseModel):
+    platform: str = Field(description="ios, android or web.")
+    data: dict[str, str] = Field(description="Delivered to the app, not shown.")
+    badge: int | None
+    sound: str | None
+
+
 class OutboxOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -40,6 +47,9 @@ class OutboxOut(BaseModel):
     encoding: str | None = Field(None, description="SMS: GSM-7 or UCS-2.")
     segments: int | None = Field(None, description="SMS: the parts it went out in.")
     attachments: list[OutboxAttachmentOut] = Field(description="The files sent with the message, without content.")
+    push: OutboxPushOut | None = Field(
+        None, description="Push: platform, data, badge and sound (the title is the subject, the body the text)."
+    )
     created_at: datetime = Field(alias="createdAt")
 
 
@@ -58,6 +68,7 @@ def _out(row: OutboxMessage) -> OutboxOut:
         text=row.text,
         message_id=row.message_id,
         attachments=[OutboxAttachmentOut.model_validate(item) for item in row.attachments or ()],
+        push=OutboxPushOut.model_validate(row.push) if row.push else None,
         created_at=row.created_at,
     )
 

@@ -63,7 +63,6 @@ class OutboxChannel:
 
 def _row(message: EmailMessage | SmsMessage | PushMessage) -> dict[str, Any]:
     if isinstance(message, PushMessage):
-        # The title and body only: the outbox has no column yet for the platform, data, badge and sound.
         return {
             "channel": "push",
             "sender": "",
@@ -74,6 +73,12 @@ def _row(message: EmailMessage | SmsMessage | PushMessage) -> dict[str, Any]:
             "text": message.body,
             "message_id": None,
             "attachments": [],
+            "push": {
+                "platform": message.platform,
+                "data": dict(message.data),
+                "badge": message.badge,
+                "sound": message.sound,
+            },
         }
     if isinstance(message, SmsMessage):
         return {

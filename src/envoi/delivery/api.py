@@ -29,9 +29,10 @@ async def read_quarantine(runtime: RuntimeDep, _key: ApiKeyId, channel: str | No
     return [QuarantineOut(channel=r.channel, address=r.address, reason=r.reason, created_at=r.created_at) for r in rows]
 
 
-@router.delete("/{channel}/{address}", status_code=204)
+@router.delete("/{channel}/{address:path}", status_code=204)
 async def release_address(channel: str, address: str, runtime: RuntimeDep, _key: ApiKeyId) -> Response:
-    """Send to this address again (after the recipient fixed their mailbox, say)."""
+    """Send to this address again (after the recipient fixed their mailbox, say). The address is the rest of
+    the path, percent-encoded: a Web Push subscription holds slashes."""
     async with runtime.transaction() as session:
         await release_from_quarantine(session, channel, address)
     return Response(status_code=204)

@@ -23,6 +23,8 @@ class ClaimedEvent:
     channel: str
     email: str | None
     mobile_phone: str | None
+    registration_token: str | None
+    platform: str | None
     external_id: str | None
     origin: str | None
     language: str | None
@@ -39,6 +41,8 @@ _COLUMNS = (
     Event.channel,
     Event.email,
     Event.mobile_phone,
+    Event.registration_token,
+    Event.platform,
     Event.external_id,
     Event.origin,
     Event.language,

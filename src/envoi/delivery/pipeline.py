@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import address_for
 from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
+from envoi.channels.push import PLATFORMS, Platform, PushMessage
 from envoi.channels.sms import SmsMessage
 from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.models import Message, MessageStatus
@@ -67,7 +68,7 @@ class Decision:
     status: EventStatus = EventStatus.PROCESSING
     reason: str | None = None
     route: LiveRoute | None = None
-    message: EmailMessage | SmsMessage | None = None
+    message: EmailMessage | SmsMessage | PushMessage | None = None
     language: str | None = None  # the template variant rendered
     attachments: list[tuple[str, str | None]] | None = None  # (url, filename) to fetch before sending
     outcome: Outcome | None = None
@@ -76,7 +77,10 @@ class Decision:
 
 
 def recipient_of(event: ClaimedEvent, channel: str | None = None) -> str | None:
-    return address_for(channel or event.channel, event.email, event.mobile_phone)
+    token = event.registration_token if event.platform in PLATFORMS else None  # a token needs its platform
+    return address_for(
+        channel or event.channel, email=event.email, mobile_phone=event.mobile_phone, registration_token=token
+    )
 
 
 async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> BatchContext:
@@ -168,8 +172,16 @@ class DeliveryPipeline:
             return
         decision.language = rendered.language
         if isinstance(rendered, RenderedPush):
-            # Unreachable until events store a push platform: address_for finds no push address before.
-            decision.status, decision.reason = EventStatus.DELIVERY_FAILED, "push delivery is not available yet"
+            decision.message = PushMessage(
+                ref=event.id,
+                token=event.registration_token or "",
+                platform=cast(Platform, event.platform),  # recipient_of found the token: its platform is known
+                title=rendered.title,
+                body=rendered.body,
+                data=rendered.data,
+                badge=rendered.badge,
+                sound=rendered.sound,
+            )
             return
         if isinstance(rendered, RenderedSms):
             phone = event.mobile_phone or ""

@@ -54,6 +54,8 @@ async def get_event(session: AsyncSession, event_id: int) -> EventOut:
         language=event.language,
         country=event.country,
         email_format=event.email_format,
+        registration_token=event.registration_token,
+        platform=event.platform,
         correlation_id=event.correlation_id,
         ctx=event.ctx,
         scheduled=event.scheduled_at,

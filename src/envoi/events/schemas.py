@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from envoi.db.base import ADDRESS_LENGTH
 
 CHANNEL_CODES = {0: "email", 1: "sms", 41: "push", 42: "push"}
 CHANNEL_WORDS = {"email": "email", "sms": "sms", "push": "push", "ios": "push", "android": "push"}
+# A wished channel that says which devices too: Adobe's 41 (iOS) and 42 (Android).
+CHANNEL_PLATFORMS = {"41": "ios", "42": "android", "ios": "ios", "android": "android"}
+ChannelName = Literal["email", "sms", "push"]
 
 
 class _Model(BaseModel):
@@ -33,19 +38,41 @@ class EventIn(_Model):
     scheduled: datetime | None = Field(None, description="Do not send before this time (UTC if no offset).")
     expiration: datetime | None = Field(None, description="Give up (status too_old) if not sent by then.")
     wished_channel: str | int | None = Field(
-        None, alias="wishedChannel", description="email (0), sms (1) or push (41, 42). Default: email."
+        None,
+        alias="wishedChannel",
+        description="email (0), sms (1) or push (41: iOS, 42: Android). Unset: the event type's defaultChannel.",
     )
     external_id: str | None = Field(None, alias="externalId", max_length=255)
     origin: str | None = Field(None, max_length=255)
     language: str | None = Field(None, max_length=35)
     country: str | None = Field(None, max_length=35)
     email_format: Literal[0, 1, 2] | None = Field(None, alias="emailFormat", description="0 unknown, 1 text, 2 HTML.")
-    registration_token: str | None = Field(None, alias="registrationToken", max_length=4096)
+    registration_token: str | None = Field(
+        None,
+        alias="registrationToken",
+        max_length=ADDRESS_LENGTH,
+        description="Push: an APNs device token (hex), an FCM registration token, or a Web Push subscription (JSON).",
+    )
+    platform: Literal["ios", "android", "web"] | None = Field(
+        None,
+        description="Push: the token's platform. Unset: from wishedChannel 41 (ios) or 42 (android), "
+        "or web for a token that is a JSON object.",
+    )
     mobile_app_uuid: str | None = Field(None, alias="mobileAppUuid", max_length=64)
     correlation_id: str | None = Field(None, alias="correlationId", max_length=255)
     mode: Literal["realtime", "batch"] = Field("realtime", description="Real-time events are sent before batch events.")
 
     _utc_scheduled = field_validator("scheduled", "expiration")(_utc)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_of_channel(cls, data: Any) -> Any:
+        """Adobe's wished channel 41 or 42 also says the platform, when the event does not."""
+        if not isinstance(data, dict) or data.get("platform") is not None:
+            return data
+        wished = data.get("wishedChannel", data.get("wished_channel"))
+        platform = CHANNEL_PLATFORMS.get(str(wished).strip().lower()) if isinstance(wished, str | int) else None
+        return data | {"platform": platform} if platform else data
 
     @field_validator("wished_channel")
     @classmethod
@@ -118,6 +145,8 @@ class EventOut(_Model):
     language: str | None
     country: str | None
     email_format: int | None = Field(alias="emailFormat")
+    registration_token: str | None = Field(alias="registrationToken")
+    platform: str | None
     correlation_id: str | None = Field(alias="correlationId")
     ctx: dict[str, Any]
     scheduled: datetime | None
@@ -149,10 +178,10 @@ class EventTypeIn(_Model):
     label: str = Field(min_length=1, max_length=200)
     json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema that ctx must match.")
     sample: dict[str, Any] | None = Field(None, description="Sample ctx, for previews and tests.")
-    default_channel: Literal["email", "sms"] | None = Field(
+    default_channel: ChannelName | None = Field(
         None, alias="defaultChannel", description="The channel of events that wish for none. Unset: email."
     )
-    fallback_channel: Literal["email", "sms"] | None = Field(
+    fallback_channel: ChannelName | None = Field(
         None,
         alias="fallbackChannel",
         description="Tried when the first channel fails for good or the event has no usable address for it.",

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -14,7 +15,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import address_for, normalize_email, normalize_phone, plain_phone
+from envoi.addresses import (
+    address_for,
+    normalize_email,
+    normalize_phone,
+    normalize_push_token,
+    plain_phone,
+    push_platform,
+    push_token_word,
+)
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
@@ -51,6 +60,14 @@ def _phone(value: str, region: str | None, for_sms: bool) -> str:
         if for_sms:
             raise
         return plain_phone(value)
+
+
+# Each channel's address field, as the error for a missing one names it.
+_ADDRESS_FIELDS = {
+    "email": ("email", "an email address"),
+    "sms": ("mobilePhone", "a mobile phone number"),
+    "push": ("registrationToken", "a registration token with its platform"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +115,25 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, re
         errors,
     )
 
+    token, platform = event.registration_token, push_platform(event.registration_token, event.platform)
+    if token and "push" in (channel, fallback):
+        if platform is None:
+            errors.append(("platform", "ios, android or web is required with a registration token for push"))
+        else:
+            check = partial(normalize_push_token, platform=platform)
+            token = _normalized(token, check, "registrationToken", push_token_word(platform), errors)
+
     def reachable(on: str) -> bool:
-        return on == "push" or bool(address_for(on, event.email, event.mobile_phone))
+        push_address = token if platform else None  # a token is an address only with its platform
+        return bool(
+            address_for(on, email=event.email, mobile_phone=event.mobile_phone, registration_token=push_address)
+        )
 
     if not reachable(channel) and not (fallback and reachable(fallback)):
-        field, what = ("email", "an email address") if channel == "email" else ("mobilePhone", "a mobile phone number")
+        field, what = _ADDRESS_FIELDS[channel]
         also = f" (or, for the fallback channel {fallback}, its address)" if fallback else ""
-        errors.append((field, f"{what} is required for the {channel} channel{also}"))
+        if not any(problem[0] in (field, "platform") for problem in errors):  # else what is wrong was said
+            errors.append((field, f"{what} is required for the {channel} channel{also}"))
     scheduled = event.scheduled
     row = {
         "type": event.type,
@@ -118,7 +147,8 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, re
         "language": event.language,
         "country": event.country,
         "email_format": event.email_format,
-        "registration_token": event.registration_token,
+        "registration_token": token,
+        "platform": platform,
         "mobile_app_uuid": event.mobile_app_uuid,
         "correlation_id": event.correlation_id,
         "ctx": ctx_json,
@@ -258,8 +288,9 @@ def _validate_each(items: list[Any]) -> tuple[list[EventIn | None], dict[int, li
 
 _INSERTED = (
     "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "country",
-    "email_format", "registration_token", "mobile_app_uuid", "correlation_id", "ctx", "scheduled_at", "expires_at",
-    "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at", "next_attempt_at", "error_count",
+    "email_format", "registration_token", "platform", "mobile_app_uuid", "correlation_id", "ctx", "scheduled_at",
+    "expires_at", "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at", "next_attempt_at",
+    "error_count",
 )  # fmt: skip
 _TIMES = frozenset({"scheduled_at", "expires_at", "created_at", "updated_at", "next_attempt_at"})
 

@@ -1,7 +1,8 @@
 """Testing a template before it goes live: preview it with some data, and send proofs to its seed addresses.
 
 A proof is rendered from the draft exactly as an event would be, marked (subject prefix, ``X-Envoi-Proof``
-header) and sent straight through the email channel: it is not an event and no message row counts it.
+header; an SMS's text or a push's title prefixed) and sent straight through the template's channel: it is not an
+event and no message row counts it.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.channels.base import EmailMessage
+from envoi.channels.push import Platform, PushMessage
 from envoi.channels.sms import SmsMessage
 from envoi.errors import Problem, RenderFailed, ValidationFailed
 from envoi.templates.checks import html_problems, layout_problems, variable_problems
@@ -90,7 +92,7 @@ def render(
 class Proof:
     seed: SeedAddress
     ctx: Mapping[str, Any]
-    message: EmailMessage | SmsMessage | None = None
+    message: EmailMessage | SmsMessage | PushMessage | None = None
     language: str | None = None
     error: str | None = None
     failure: Literal["render_failed", "failed"] | None = None  # why it was not sent
@@ -100,8 +102,6 @@ async def prepare_proofs(
     session: AsyncSession, template: Template, seed_ids: list[int] | None, *, message_id_domain: str
 ) -> list[Proof]:
     """Each chosen seed's proof, rendered from the draft; one that fails to render says why and is not sent."""
-    if template.channel == "push":
-        raise ValidationFailed("proofs of push templates are not available yet; preview it instead", field="channel")
     seeds = await list_seeds(session, template.id)
     if seed_ids is not None:
         unknown = set(seed_ids) - {seed.id for seed in seeds}
@@ -118,7 +118,8 @@ async def prepare_proofs(
     for seed in seeds:
         proof = Proof(seed, seed_ctx(seed, sample))
         try:
-            email, phone = (None, seed.address) if template.channel == "sms" else (seed.address, None)
+            email = seed.address if template.channel == "email" else None
+            phone = seed.address if template.channel == "sms" else None
             rendered = render(
                 compiled, proof.ctx, language=seed.language, email=email, phone=phone, external_id=seed.external_id
             )
@@ -126,19 +127,34 @@ async def prepare_proofs(
             proof.error, proof.failure = error.message, "render_failed"
         else:
             proof.language = rendered.language
-            proof.message = proof_message(rendered, seed.address, message_id_domain)
+            proof.message = proof_message(rendered, seed, message_id_domain)
         proofs.append(proof)
     return proofs
 
 
-def proof_message(rendered: Rendered, address: str, domain: str) -> EmailMessage | SmsMessage:
-    assert not isinstance(rendered, RenderedPush)  # refused in prepare_proofs
+def proof_message(rendered: Rendered, seed: SeedAddress, domain: str) -> EmailMessage | SmsMessage | PushMessage:
+    if isinstance(rendered, RenderedPush):
+        title, body = rendered.title, rendered.body
+        if title:
+            title = f"[Proof] {title}"
+        else:
+            body = f"[Proof] {body}"
+        return PushMessage(
+            ref=0,
+            token=seed.address,
+            platform=cast(Platform, seed.platform),  # a push seed always has one (seeds.seed_address)
+            title=title,
+            body=body,
+            data=rendered.data,
+            badge=rendered.badge,
+            sound=rendered.sound,
+        )
     if isinstance(rendered, RenderedSms):
-        return SmsMessage(ref=0, to=address, text=f"[Proof] {rendered.text}", sender=rendered.sender)
+        return SmsMessage(ref=0, to=seed.address, text=f"[Proof] {rendered.text}", sender=rendered.sender)
     return EmailMessage(
         ref=0,
         sender=rendered.sender,
-        to=address,
+        to=seed.address,
         subject=f"[Proof] {rendered.subject}",
         html=rendered.html,
         text=rendered.text,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, field_validator, model_validator
 
 from envoi.addresses import check_mailbox
+from envoi.db.base import ADDRESS_LENGTH
 from envoi.templates.locales import normalize_language
 
 Channel = Literal["email", "sms", "push"]
@@ -242,7 +243,14 @@ class StateOut(_Model):
 
 class SeedIn(_Model):
     label: str = Field(min_length=1, max_length=200, examples=["Ann, French customer"])
-    address: str = Field(min_length=1, max_length=320, description="Where proofs go: an email address.")
+    address: str = Field(
+        min_length=1,
+        max_length=ADDRESS_LENGTH,
+        description="Where proofs go: an email address, a phone number, or a push registration token.",
+    )
+    platform: Literal["ios", "android", "web"] | None = Field(
+        None, description="Push: the token's platform (unset: web for a token that is a JSON object)."
+    )
     external_id: str | None = Field(None, alias="externalId", max_length=255)
     language: str | None = Field(None, max_length=35, description="Renders this language's variant.")
     ctx: dict[str, Any] | None = Field(None, description="Sample event data. Unset: the event type's sample.")
@@ -263,6 +271,7 @@ class SeedOut(_Model):
     id: int
     label: str
     address: str
+    platform: str | None = Field(description="Push: ios, android or web.")
     external_id: str | None = Field(alias="externalId")
     language: str | None
     ctx: dict[str, Any] | None

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.addresses import normalize_email, normalize_phone
+from envoi.addresses import normalize_email, normalize_phone, normalize_push_token, push_platform, push_token_word
 from envoi.db.base import dump_json, utcnow
 from envoi.errors import NotFound, ValidationFailed, invalid
 from envoi.events.models import EventType
@@ -76,16 +76,9 @@ async def get_seed(session: AsyncSession, template_id: int, seed_id: int) -> See
 async def save_seed(
     session: AsyncSession, template: Template, data: SeedIn, seed_id: int | None = None, *, region: str | None = None
 ) -> SeedAddress:
-    """Add a seed address, or replace seed ``seed_id``; ``region`` is that of phone numbers without a +country."""
-    if template.channel == "push":
-        # A push seed is a token and its platform; seeds have no column for the platform yet.
-        raise ValidationFailed("seed addresses for push templates are not available yet", field="address")
-    sms = template.channel == "sms"
-    try:
-        address = normalize_phone(data.address, region) if sms else normalize_email(data.address)
-    except ValueError as error:
-        kind = "phone number" if template.channel == "sms" else "email address"
-        raise ValidationFailed(f"not a valid {kind}: {error}", field="address") from None
+    """Add a seed address, or replace seed ``seed_id``; ``region`` is that of phone numbers without a +country.
+    A push seed is a registration token and its platform, checked as an event's are."""
+    address, platform = seed_address(template.channel, data.address, data.platform, region)
     schema, _sample = await schema_and_sample(session, template.event_type)
     ctx = event_data(schema, data.ctx, data.ctx_xml)
     if seed_id is None:
@@ -93,10 +86,31 @@ async def save_seed(
         session.add(seed)
     else:
         seed = await get_seed(session, template.id, seed_id)
-    seed.label, seed.address, seed.external_id = data.label, address, data.external_id
+    seed.label, seed.address, seed.platform, seed.external_id = data.label, address, platform, data.external_id
     seed.language, seed.ctx, seed.updated_at = data.language, ctx, utcnow()
     await session.flush()
     return seed
+
+
+def seed_address(channel: str, address: str, platform: str | None, region: str | None) -> tuple[str, str | None]:
+    """The address as stored, and its platform (push only)."""
+    if channel != "push" and platform is not None:
+        raise ValidationFailed(f"only push seeds have a platform, not {channel} ones", field="platform")
+    try:
+        if channel == "sms":
+            return normalize_phone(address, region), None
+        if channel == "email":
+            return normalize_email(address), None
+    except ValueError as error:
+        kind = "phone number" if channel == "sms" else "email address"
+        raise ValidationFailed(f"not a valid {kind}: {error}", field="address") from None
+    platform = push_platform(address, platform)
+    if platform is None:
+        raise ValidationFailed("ios, android or web is required with a registration token", field="platform")
+    try:
+        return normalize_push_token(address, platform), platform
+    except ValueError as error:
+        raise ValidationFailed(f"not a valid {push_token_word(platform)}: {error}", field="address") from None
 
 
 async def delete_seed(session: AsyncSession, template_id: int, seed_id: int) -> None:

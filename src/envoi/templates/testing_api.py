@@ -39,6 +39,7 @@ def _seed_out(seed: SeedAddress) -> SeedOut:
         id=seed.id,
         label=seed.label,
         address=seed.address,
+        platform=seed.platform,
         external_id=seed.external_id,
         language=seed.language,
         ctx=seed.ctx,

@@ -25,7 +25,8 @@ async def samples_of(session: AsyncSession, template: Template, sample: dict[str
     samples = [Sample("the event type's sample", sample)] if sample is not None else []
     for seed in await list_seeds(session, template.id):
         ctx = seed_ctx(seed, sample)
-        samples.append(Sample(f"seed '{seed.label}'", ctx, seed.language, seed.address, seed.external_id))
+        email = seed.address if template.channel == "email" else None  # a phone or a token is not event.email
+        samples.append(Sample(f"seed '{seed.label}'", ctx, seed.language, email, seed.external_id))
     return samples
 
 
