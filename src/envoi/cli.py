@@ -16,7 +16,9 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from envoi.access.operators import create_operator
+from envoi.access.groups import add_member
+from envoi.access.operators import create_operator, find_operator
+from envoi.access.permissions import Permission
 from envoi.access.service import create_api_key, is_valid_key, list_api_keys, revoke_api_key
 from envoi.app import create_app
 from envoi.db.engine import create_engine, create_sessionmaker
@@ -30,6 +32,7 @@ from envoi.providers.config import ProviderConfigError, static_providers
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 
+_PERMISSIONS = ", ".join(p.value for p in Permission)
 app = typer.Typer(help="Envoi: transactional messaging. Events in, personalized email out.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
@@ -162,21 +165,41 @@ def migrate() -> None:
 
 
 @apikey_app.command("create")
-def apikey_create(name: Annotated[str, typer.Option(help="Who or what will use the key.")]) -> None:
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who or what will use the key (a service account's name).")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help=f"A permission it carries; repeat for several. Default: all. One of {_PERMISSIONS}."),
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="The email of the operator it belongs to; it never does more than they may.")
+    ] = None,
+) -> None:
     """Create a key; it is printed once, on the last line, and stored only as a hash."""
     settings = _settings()
+    try:
+        scopes = [Permission(value) for value in scope] if scope else list(Permission)
+    except ValueError:
+        console.print(f"[red]--scope is one of {_PERMISSIONS}[/]")
+        raise typer.Exit(2) from None
 
     async def run() -> str:
         runtime = _runtime(settings)
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:
-                _key, plaintext = await create_api_key(session, name)
+                owner = await find_operator(session, operator) if operator else None
+                operator_id = owner.id if owner else None
+                _key, plaintext = await create_api_key(session, name, operator_id=operator_id, scopes=scopes)
             return plaintext
         finally:
             await runtime.aclose()
 
-    plaintext = asyncio.run(run())
+    try:
+        plaintext = asyncio.run(run())
+    except EnvoiError as error:
+        console.print(f"[red]{error.message}[/]")
+        raise typer.Exit(1) from None
     console.print(f"Created API key '{name}'. It is shown once; keep it somewhere safe:", soft_wrap=True)
     print(plaintext)
 
@@ -193,11 +216,13 @@ def apikey_list() -> None:
                 keys = await list_api_keys(session)
         finally:
             await runtime.aclose()
-        table = Table("id", "name", "prefix", "created", "last used", "revoked")
+        table = Table("id", "name", "operator", "scopes", "prefix", "created", "last used", "revoked")
         for k in keys:
             table.add_row(
                 str(k.id),
                 k.name,
+                str(k.operator_id or "-"),
+                "all" if set(k.scopes) >= set(Permission) else ", ".join(k.scopes),
                 k.prefix + "…",
                 f"{k.created_at:%Y-%m-%d %H:%M}",
                 f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
@@ -249,6 +274,10 @@ app.add_typer(operator_app, name="operator")
 def operator_create(
     email: Annotated[str, typer.Option(help="The operator's login.")],
     name: Annotated[str, typer.Option(help="Full name.")],
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="A security group to join (administrators, template_editors, viewers...); repeatable."),
+    ] = None,
 ) -> None:
     """Create an operator. The password is read from standard input; with none given, a one-time password is
     generated and printed."""
@@ -261,7 +290,9 @@ def operator_create(
         try:
             await upgrade_database(runtime.engine)
             async with runtime.transaction() as session:
-                await create_operator(session, email=email, name=name, password=password)
+                created = await create_operator(session, email=email, name=name, password=password)
+                for group_name in group or ():
+                    await add_member(session, group_name, created.id)
         finally:
             await runtime.aclose()
 
@@ -270,7 +301,8 @@ def operator_create(
     except EnvoiError as error:
         console.print(f"[red]{error.message}[/]")
         raise typer.Exit(1) from None
-    console.print(f"Created operator {email}.")
+    joined = f" in {', '.join(group)}" if group else "; in no group yet, so allowed nothing (see --group)"
+    console.print(f"Created operator {email}{joined}.")
     if not given:
         console.print("One-time password (shown once):")
         print(password)

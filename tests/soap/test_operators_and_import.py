@@ -9,8 +9,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from envoi.access.groups import key_principal
 from envoi.access.models import Operator
 from envoi.access.operators import check_login
+from envoi.access.permissions import Permission
+from envoi.access.service import authenticate
 from envoi.events.schemas import EventTypeIn
 from envoi.events.types import create_event_type
 from envoi.runtime import Runtime
@@ -52,6 +55,31 @@ async def test_operator_create_reads_the_password_from_stdin(tmp_path: Path) -> 
     again = _envoi("operator", "create", "--email", "ops@example.com", "--name", "Ops", tmp_path=tmp_path,
                    stdin="another long password\n")  # fmt: skip
     assert again.returncode == 1 and "already exists" in again.stdout
+    assert "in no group yet" in created.stdout
+
+
+async def test_operator_create_joins_groups_and_keys_carry_scopes(tmp_path: Path) -> None:
+    editor = _envoi("operator", "create", "--email", "ed@example.com", "--name", "Ed", "--group", "template_editors",
+                    "--group", "viewers", tmp_path=tmp_path, stdin="a long enough password\n")  # fmt: skip
+    assert editor.returncode == 0 and "in template_editors, viewers" in editor.stdout, editor.stdout + editor.stderr
+    unknown = _envoi("operator", "create", "--email", "x@example.com", "--name", "X", "--group", "wizards",
+                     tmp_path=tmp_path, stdin="a long enough password\n")  # fmt: skip
+    assert unknown.returncode == 1 and "no security group is named 'wizards'" in unknown.stdout
+    key = _envoi("apikey", "create", "--name", "ed's laptop", "--operator", "ed@example.com", "--scope", "publish",
+                 "--scope", "push_events", tmp_path=tmp_path)  # fmt: skip
+    assert key.returncode == 0, key.stdout + key.stderr
+    runtime = Runtime.create(Settings(data_dir=tmp_path / "data"))
+    try:
+        async with runtime.transaction() as session:
+            assert await session.scalar(select(Operator.id).where(Operator.email == "x@example.com")) is None
+            principal = await key_principal(session, await authenticate(session, key.stdout.strip().splitlines()[-1]))
+            # The key asks for publish and push_events; Ed may publish but not push events: only publish is left.
+            assert principal.permissions == {Permission.PUBLISH}
+            assert principal.actor.startswith("ed@example.com (api key ")
+    finally:
+        await runtime.aclose()
+    listed = _envoi("apikey", "list", tmp_path=tmp_path)
+    assert "publish, push_events" in listed.stdout
 
 
 async def test_import_adobe_template_over_the_api(api: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select, update
 
+from envoi.access.groups import add_member
 from envoi.access.models import OperatorSession
 from envoi.access.operators import create_operator
 from envoi.db.base import utcnow
@@ -65,7 +66,8 @@ def fault(root: etree._Element) -> tuple[str, str]:
 @pytest.fixture
 async def operator(runtime: Runtime) -> str:
     async with runtime.transaction() as session:
-        await create_operator(session, email="ops@example.com", name="Ops", password=PASSWORD)
+        created = await create_operator(session, email="ops@example.com", name="Ops", password=PASSWORD)
+        await add_member(session, "administrators", created.id)
     return "ops@example.com"
 
 
@@ -302,3 +304,15 @@ async def test_a_push_event_takes_its_platform_from_the_wished_channel(
     status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{operator}/{PASSWORD}", android))
     code, message = fault(root)
     assert status == 500 and code == "SOAP-ENV:Client" and "registration token" in message
+
+
+async def test_an_operator_without_the_push_events_permission_gets_a_fault(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    async with runtime.transaction() as session:
+        viewer = await create_operator(session, email="viewer@example.com", name="Viewer", password=PASSWORD)
+        await add_member(session, "viewers", viewer.id)
+    status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"viewer@example.com/{PASSWORD}", ORDER))
+    code, message = fault(root)
+    assert (status, code) == (500, "SOAP-ENV:Client") and "push_events" in message
+    assert await stored_count(runtime) == 0

@@ -116,7 +116,7 @@ async def test_audit_trail_lists_every_change_newest_first(api: httpx.AsyncClien
         "published",
         "created",
     ]
-    actor = f"api key {await api_key_id(runtime)}"
+    actor = f"api key {await api_key_id(runtime)} (tests)"
     assert {entry["actor"] for entry in trail} == {actor}
     assert [e["details"] for e in trail if e["action"] in ("published", "republished")] == [
         {"version": 1},

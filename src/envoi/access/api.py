@@ -123,12 +123,3 @@ CanManageOperators = Annotated[Principal, Depends(allowed(Permission.MANAGE_OPER
 CanManageDeliveries = Annotated[Principal, Depends(allowed(Permission.MANAGE_DELIVERIES))]
 CanManageWorkflows = Annotated[Principal, Depends(allowed(Permission.MANAGE_WORKFLOWS))]
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
-
-
-async def _any_key(
-    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> int:
-    return (await principal_of(request)).key_id or 0
-
-
-ApiKeyId = Annotated[int, Depends(_any_key)]  # any caller; being replaced by the Can* checks

@@ -113,7 +113,7 @@ async def operator_permissions(session: AsyncSession, operator_id: int) -> froze
 
 async def operator_principal(session: AsyncSession, operator: Operator) -> Principal:
     permissions = await operator_permissions(session, operator.id) if operator.active else frozenset()
-    return Principal(f"operator:{operator.email}", permissions, operator_id=operator.id)
+    return Principal(operator.email, permissions, operator_id=operator.id)
 
 
 async def key_principal(session: AsyncSession, key: ApiKey) -> Principal:
@@ -121,8 +121,8 @@ async def key_principal(session: AsyncSession, key: ApiKey) -> Principal:
     operator is deactivated)."""
     scopes = frozenset(Permission(scope) for scope in key.scopes if scope in Permission._value2member_map_)
     if key.operator_id is None:
-        return Principal(f"key:{key.id} ({key.name})", scopes, key_id=key.id)
+        return Principal(f"api key {key.id} ({key.name})", scopes, key_id=key.id)
     operator = await session.get(Operator, key.operator_id)
     allowed = await operator_permissions(session, key.operator_id) if operator and operator.active else frozenset()
-    actor = f"operator:{operator.email} (key {key.id})" if operator else f"key:{key.id}"
+    actor = f"{operator.email} (api key {key.id})" if operator else f"api key {key.id}"
     return Principal(actor, scopes & allowed, operator_id=key.operator_id, key_id=key.id)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.access.models import Operator, OperatorSession
 from envoi.addresses import normalize_email
 from envoi.db.base import utcnow
-from envoi.errors import Conflict, Unauthorized, ValidationFailed
+from envoi.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 
 _hasher = PasswordHasher()
 # Verified against when the login is unknown, so that a wrong login costs as long as a wrong password.
@@ -43,6 +43,17 @@ async def create_operator(session: AsyncSession, *, email: str, name: str, passw
     operator = Operator(email=email, name=name.strip() or email, password_hash=_hasher.hash(password))
     session.add(operator)
     await session.flush()
+    return operator
+
+
+async def find_operator(session: AsyncSession, email: str) -> Operator:
+    try:
+        login = _login(email)
+    except ValueError:
+        login = email.strip()
+    operator = await session.scalar(select(Operator).where(Operator.email == login))
+    if operator is None:
+        raise NotFound(f"no operator has the email {email}", field="email")
     return operator
 
 

@@ -52,7 +52,7 @@ BUILT_IN_GROUPS = (
 class Principal:
     """Who is calling: an operator (console session, or one of their API keys) or a service account's key."""
 
-    actor: str  # as the audit trail names it: "operator:ops@example.com", "key:12 (billing)"
+    actor: str  # as the audit trail names it: "ops@example.com", "api key 12 (billing)"
     permissions: frozenset[Permission]
     operator_id: int | None = None
     key_id: int | None = None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanView, RuntimeDep
 from envoi.channels.outbox import OutboxMessage
 from envoi.channels.sms import encode_sms
 from envoi.errors import NotFound
@@ -76,7 +76,7 @@ def _out(row: OutboxMessage) -> OutboxOut:
 @router.get("", response_model=list[OutboxOut])
 async def list_outbox(
     runtime: RuntimeDep,
-    _key: ApiKeyId,
+    _who: CanView,
     to: str | None = None,
     before: int | None = Query(None, ge=1, le=2**63 - 1, description="Only ids below this (the next page)"),
     limit: int = Query(50, ge=1, le=500),
@@ -93,7 +93,7 @@ async def list_outbox(
 
 @router.get("/{message_id}", response_model=OutboxOut)
 async def read_outbox_message(
-    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, _key: ApiKeyId
+    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)], runtime: RuntimeDep, _who: CanView
 ) -> OutboxOut:
     async with runtime.transaction() as session:
         row = await session.get(OutboxMessage, message_id)

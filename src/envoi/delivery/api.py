@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanManageDeliveries, CanView, RuntimeDep
 from envoi.delivery.quarantine import list_quarantine, release_from_quarantine
 
 router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"])
@@ -23,14 +23,14 @@ class QuarantineOut(BaseModel):
 
 
 @router.get("", response_model=list[QuarantineOut])
-async def read_quarantine(runtime: RuntimeDep, _key: ApiKeyId, channel: str | None = None) -> list[QuarantineOut]:
+async def read_quarantine(runtime: RuntimeDep, _who: CanView, channel: str | None = None) -> list[QuarantineOut]:
     async with runtime.transaction() as session:
         rows = await list_quarantine(session, channel)
     return [QuarantineOut(channel=r.channel, address=r.address, reason=r.reason, created_at=r.created_at) for r in rows]
 
 
 @router.delete("/{channel}/{address:path}", status_code=204)
-async def release_address(channel: str, address: str, runtime: RuntimeDep, _key: ApiKeyId) -> Response:
+async def release_address(channel: str, address: str, runtime: RuntimeDep, _who: CanManageDeliveries) -> Response:
     """Send to this address again (after the recipient fixed their mailbox, say). The address is the rest of
     the path, percent-encoded: a Web Push subscription holds slashes."""
     async with runtime.transaction() as session:

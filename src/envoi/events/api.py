@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from envoi.access.api import ApiKeyId, RuntimeDep, authenticate_request
+from envoi.access.api import CanEditTemplates, CanView, RuntimeDep, authenticate_request
 from envoi.errors import ValidationFailed, input_problems, invalid
 from envoi.events import service, types
 from envoi.events.models import EventStatus, EventType
@@ -46,25 +46,25 @@ def _type_out(event_type: EventType) -> EventTypeOut:
 
 
 @router.post("/event-types", status_code=201, response_model=EventTypeOut, response_model_by_alias=True)
-async def create_event_type(data: EventTypeIn, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
+async def create_event_type(data: EventTypeIn, runtime: RuntimeDep, _who: CanEditTemplates) -> EventTypeOut:
     async with runtime.transaction() as session:
         return _type_out(await types.create_event_type(session, data))
 
 
 @router.get("/event-types", response_model=list[EventTypeOut])
-async def list_event_types(runtime: RuntimeDep, _key: ApiKeyId) -> list[EventTypeOut]:
+async def list_event_types(runtime: RuntimeDep, _who: CanView) -> list[EventTypeOut]:
     async with runtime.transaction() as session:
         return [_type_out(t) for t in await types.list_event_types(session)]
 
 
 @router.get("/event-types/{name}", response_model=EventTypeOut)
-async def get_event_type(name: str, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
+async def get_event_type(name: str, runtime: RuntimeDep, _who: CanView) -> EventTypeOut:
     async with runtime.transaction() as session:
         return _type_out(await types.get_event_type(session, name))
 
 
 @router.put("/event-types/{name}", response_model=EventTypeOut)
-async def update_event_type(name: str, data: EventTypeIn, runtime: RuntimeDep, _key: ApiKeyId) -> EventTypeOut:
+async def update_event_type(name: str, data: EventTypeIn, runtime: RuntimeDep, _who: CanEditTemplates) -> EventTypeOut:
     async with runtime.transaction() as session:
         return _type_out(await types.update_event_type(session, name, data))
 
@@ -188,7 +188,7 @@ def _check_size(count: int, limit: int) -> None:
 
 
 @router.get("/events/{event_id}", response_model=EventOut)
-async def read_event(event_id: EventId, runtime: RuntimeDep, _key: ApiKeyId) -> EventOut:
+async def read_event(event_id: EventId, runtime: RuntimeDep, _who: CanView) -> EventOut:
     """An event with its status, the template version used, its messages and its timeline."""
     async with runtime.transaction() as session:
         return await get_event(session, event_id)
@@ -197,7 +197,7 @@ async def read_event(event_id: EventId, runtime: RuntimeDep, _key: ApiKeyId) -> 
 @router.get("/events", response_model=list[EventSummaryOut])
 async def search_events(
     runtime: RuntimeDep,
-    _key: ApiKeyId,
+    _who: CanView,
     status: Annotated[str | None, Query(description="pending, processed, delivery_failed…")] = None,
     type: Annotated[str | None, Query()] = None,
     email: Annotated[str | None, Query()] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanManageDeliveries, RuntimeDep
 from envoi.errors import Forbidden, NotFound
 from envoi.providers.config import ProviderConfig
 from envoi.providers.kinds import KINDS
@@ -78,13 +78,13 @@ def _out(config: ProviderConfig) -> ProviderOut:
 
 
 @router.get("", response_model=list[ProviderOut])
-async def list_providers(runtime: RuntimeDep, _key: ApiKeyId) -> list[ProviderOut]:
+async def list_providers(runtime: RuntimeDep, _who: CanManageDeliveries) -> list[ProviderOut]:
     async with runtime.transaction() as session:
         return [_out(config) for config in await all_providers(session, runtime.providers.static)]
 
 
 @router.get("/kinds", response_model=list[KindOut])
-async def list_kinds(_key: ApiKeyId) -> list[KindOut]:
+async def list_kinds(_who: CanManageDeliveries) -> list[KindOut]:
     return [
         KindOut(
             kind=kind.name,
@@ -98,13 +98,13 @@ async def list_kinds(_key: ApiKeyId) -> list[KindOut]:
 
 
 @router.get("/{name}", response_model=ProviderOut)
-async def read_provider(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> ProviderOut:
+async def read_provider(name: Name, runtime: RuntimeDep, _who: CanManageDeliveries) -> ProviderOut:
     async with runtime.transaction() as session:
         return _out(await find_provider(session, runtime.providers.static, name))
 
 
 @router.post("", response_model=ProviderOut, status_code=201)
-async def add_provider(body: ProviderIn, runtime: RuntimeDep, _key: ApiKeyId) -> ProviderOut:
+async def add_provider(body: ProviderIn, runtime: RuntimeDep, _who: CanManageDeliveries) -> ProviderOut:
     async with runtime.transaction() as session:
         config = await create_provider(
             session, runtime.providers.static, body.name, body.kind, body.role, body.settings
@@ -114,7 +114,9 @@ async def add_provider(body: ProviderIn, runtime: RuntimeDep, _key: ApiKeyId) ->
 
 
 @router.patch("/{name}", response_model=ProviderOut)
-async def change_provider(name: Name, body: ProviderPatch, runtime: RuntimeDep, _key: ApiKeyId) -> ProviderOut:
+async def change_provider(
+    name: Name, body: ProviderPatch, runtime: RuntimeDep, _who: CanManageDeliveries
+) -> ProviderOut:
     async with runtime.transaction() as session:
         config = await update_provider(session, runtime.providers.static, name, body.model_dump(exclude_unset=True))
     await runtime.providers.refresh(force=True)
@@ -122,7 +124,7 @@ async def change_provider(name: Name, body: ProviderPatch, runtime: RuntimeDep, 
 
 
 @router.delete("/{name}", status_code=204)
-async def remove_provider(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> Response:
+async def remove_provider(name: Name, runtime: RuntimeDep, _who: CanManageDeliveries) -> Response:
     async with runtime.transaction() as session:
         await delete_provider(session, runtime.providers.static, name)
     await runtime.providers.refresh(force=True)

@@ -10,7 +10,10 @@ from fastapi import APIRouter, Request, Response
 from lxml import etree
 
 from envoi.access.api import key_of
+from envoi.access.groups import operator_principal
+from envoi.access.models import Operator
 from envoi.access.operators import INVALID_LOGIN, check_login, check_session, close_session, open_session
+from envoi.access.permissions import Permission
 from envoi.errors import BatchRejected, EnvoiError, Unauthorized, ValidationFailed
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_batch
@@ -108,19 +111,25 @@ def _operation(root: etree._Element) -> etree._Element:
 
 async def _authenticate(request: Request, runtime: Runtime, token: str) -> int | None:
     """The three ways Adobe's callers identify themselves: login/password in the token, a Logon session token,
-    or an empty token and an API key in the Authorization header. Returns the API key's id, if one was used."""
+    or an empty token and an API key in the Authorization header. The caller needs the push_events permission.
+    Returns the API key's id, if one was used."""
     if not token:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("no session token and no 'Authorization: Bearer' API key")
-        return (await key_of(request, key)).key_id
-    async with runtime.transaction() as session:
-        if "/" in token:
-            login, _, password = token.partition("/")
-            await check_login(session, login, password)
-        else:
-            await check_session(session, token)
-    return None
+        principal = await key_of(request, key)
+    else:
+        async with runtime.transaction() as session:
+            if "/" in token:
+                login, _, password = token.partition("/")
+                operator: Operator | None = await check_login(session, login, password)
+            else:
+                operator = await session.get(Operator, await check_session(session, token))
+            if operator is None or not operator.active:
+                raise Unauthorized("this operator is no longer active")
+            principal = await operator_principal(session, operator)
+    principal.require(Permission.PUSH_EVENTS)
+    return principal.key_id
 
 
 async def _logon(runtime: Runtime, operation: etree._Element, namespace: str) -> Response:

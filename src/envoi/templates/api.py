@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanEditTemplates, CanPublish, CanView, RuntimeDep
 from envoi.templates import audit, service, versions
 from envoi.templates.design import Design
 from envoi.templates.models import Template, TemplateVersion
@@ -34,10 +34,6 @@ from envoi.templates.schemas import (
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 TemplateId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
-def actor_of(key_id: int) -> str:
-    return f"api key {key_id}"
 
 
 def _version_out(version: TemplateVersion) -> VersionOut:
@@ -76,19 +72,19 @@ def _state_out(template: Template, live_version: int | None, released: int = 0) 
 
 
 @router.post("", status_code=201, response_model=TemplateOut)
-async def create_template(data: TemplateIn, runtime: RuntimeDep, key: ApiKeyId) -> TemplateOut:
+async def create_template(data: TemplateIn, runtime: RuntimeDep, who: CanEditTemplates) -> TemplateOut:
     """Create a draft. Nothing is sent with it until it is published."""
     async with runtime.transaction() as session:
-        return _template_out(await service.create_template(session, data, actor_of(key)), [])
+        return _template_out(await service.create_template(session, data, who.actor), [])
 
 
 @router.post("/import-adobe", status_code=201, response_model=AdobeImportOut)
-async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, key: ApiKeyId) -> AdobeImportOut:
+async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, who: CanEditTemplates) -> AdobeImportOut:
     """Create a draft from an Adobe Campaign template: JST expressions become Liquid; whatever cannot be
     converted stays visible in the draft and is listed here, never dropped."""
     converted, left = service.convert_adobe(data)
     async with runtime.transaction() as session:
-        template = await service.create_template(session, converted, actor_of(key))
+        template = await service.create_template(session, converted, who.actor)
     return AdobeImportOut(
         template=_template_out(template, []),
         unconverted=[UnconvertedOut(field=field, snippet=snippet) for field, snippet in left],
@@ -97,7 +93,7 @@ async def import_adobe_template(data: AdobeImportIn, runtime: RuntimeDep, key: A
 
 @router.get("", response_model=list[TemplateOut])
 async def list_templates(
-    runtime: RuntimeDep, _key: ApiKeyId, eventType: str | None = None, channel: str | None = None
+    runtime: RuntimeDep, _who: CanView, eventType: str | None = None, channel: str | None = None
 ) -> list[TemplateOut]:
     async with runtime.transaction() as session:
         templates = await service.list_templates(session, event_type=eventType, channel=channel)
@@ -106,7 +102,7 @@ async def list_templates(
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
-async def get_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> TemplateOut:
+async def get_template(template_id: TemplateId, runtime: RuntimeDep, _who: CanView) -> TemplateOut:
     async with runtime.transaction() as session:
         template = await service.get_template(session, template_id)
         found = await versions.list_versions(session, [template_id])
@@ -114,24 +110,26 @@ async def get_template(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKe
 
 
 @router.put("/{template_id}", response_model=TemplateOut)
-async def update_template(template_id: TemplateId, data: TemplateIn, runtime: RuntimeDep, key: ApiKeyId) -> TemplateOut:
+async def update_template(
+    template_id: TemplateId, data: TemplateIn, runtime: RuntimeDep, who: CanEditTemplates
+) -> TemplateOut:
     """Replace the draft. The live version does not change until the next publish."""
     async with runtime.transaction() as session:
-        template = await service.update_template(session, template_id, data, actor_of(key))
+        template = await service.update_template(session, template_id, data, who.actor)
         found = await versions.list_versions(session, [template_id])
     return _template_out(template, found[template_id])
 
 
 @router.delete("/{template_id}", status_code=204)
-async def delete_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> None:
+async def delete_template(template_id: TemplateId, runtime: RuntimeDep, who: CanEditTemplates) -> None:
     """Delete a draft; a published or paused template must be unpublished first. Its versions are kept for the
     messages sent with them."""
     async with runtime.transaction() as session:
-        await service.delete_template(session, template_id, actor_of(key))
+        await service.delete_template(session, template_id, who.actor)
 
 
 @router.get("/{template_id}/versions", response_model=list[VersionOut])
-async def list_versions(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> list[VersionOut]:
+async def list_versions(template_id: TemplateId, runtime: RuntimeDep, _who: CanView) -> list[VersionOut]:
     async with runtime.transaction() as session:
         await service.get_template(session, template_id)
         found = await versions.list_versions(session, [template_id])
@@ -140,7 +138,7 @@ async def list_versions(template_id: TemplateId, runtime: RuntimeDep, _key: ApiK
 
 @router.get("/{template_id}/versions/{number}", response_model=VersionDetailOut)
 async def get_version(
-    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, _key: ApiKeyId
+    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, _who: CanView
 ) -> VersionDetailOut:
     async with runtime.transaction() as session:
         template = await service.get_template(session, template_id)
@@ -168,7 +166,7 @@ async def get_version(
     responses={200: {"content": {"text/plain": {}}, "description": "A unified diff, field by field."}},
 )
 async def diff_versions(
-    template_id: TemplateId, number: VersionNumber, other: VersionNumber, runtime: RuntimeDep, _key: ApiKeyId
+    template_id: TemplateId, number: VersionNumber, other: VersionNumber, runtime: RuntimeDep, _who: CanView
 ) -> str:
     """What changed from version `number` to version `other`, as a unified diff (empty when nothing did)."""
     async with runtime.transaction() as session:
@@ -176,27 +174,27 @@ async def diff_versions(
 
 
 @router.post("/{template_id}/publish", response_model=PublishOut)
-async def publish_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> PublishOut:
+async def publish_template(template_id: TemplateId, runtime: RuntimeDep, who: CanPublish) -> PublishOut:
     """Check the draft and freeze it, with its layout and snippets, as a new numbered version that new events
     are rendered with. Refused (422, `publish_refused`) with the list of every problem found."""
     async with runtime.transaction() as session:
-        version = await versions.publish_template(session, template_id, actor_of(key))
+        version = await versions.publish_template(session, template_id, who.actor)
     return PublishOut(version=version.number)
 
 
 @router.post("/{template_id}/versions/{number}/republish", response_model=PublishOut)
 async def republish_version(
-    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, key: ApiKeyId
+    template_id: TemplateId, number: VersionNumber, runtime: RuntimeDep, who: CanPublish
 ) -> PublishOut:
     """Roll back: make an earlier version live again. New events use it; the draft is left as it is."""
     async with runtime.transaction() as session:
-        version = await versions.republish_version(session, template_id, number, actor_of(key))
+        version = await versions.republish_version(session, template_id, number, who.actor)
     return PublishOut(version=version.number)
 
 
 @router.get("/{template_id}/audit", response_model=list[AuditEntryOut])
 async def audit_trail(
-    template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    template_id: TemplateId, runtime: RuntimeDep, _who: CanView, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> list[AuditEntryOut]:
     """Who created, changed, published, rolled back, paused, proofed or deleted it, newest first."""
     async with runtime.transaction() as session:
@@ -206,28 +204,28 @@ async def audit_trail(
 
 
 @router.post("/{template_id}/unpublish", response_model=StateOut)
-async def unpublish_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
+async def unpublish_template(template_id: TemplateId, runtime: RuntimeDep, who: CanPublish) -> StateOut:
     """Events of its type and channel fail routing from now on; its paused events are released to fail too."""
     async with runtime.transaction() as session:
-        template, released = await service.unpublish_template(session, template_id, actor_of(key))
+        template, released = await service.unpublish_template(session, template_id, who.actor)
     runtime.wakeup.ring()
     return _state_out(template, None, released)
 
 
 @router.post("/{template_id}/pause", response_model=StateOut)
-async def pause_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
+async def pause_template(template_id: TemplateId, runtime: RuntimeDep, who: CanPublish) -> StateOut:
     """New and pending events of this template wait with status paused until it is resumed."""
     async with runtime.transaction() as session:
-        template = await service.pause_template(session, template_id, actor_of(key))
+        template = await service.pause_template(session, template_id, who.actor)
         live = await _live_number(session, template)
     return _state_out(template, live)
 
 
 @router.post("/{template_id}/resume", response_model=StateOut)
-async def resume_template(template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId) -> StateOut:
+async def resume_template(template_id: TemplateId, runtime: RuntimeDep, who: CanPublish) -> StateOut:
     """Send again, starting with the events that waited while it was paused."""
     async with runtime.transaction() as session:
-        template, released = await service.resume_template(session, template_id, actor_of(key))
+        template, released = await service.resume_template(session, template_id, who.actor)
         live = await _live_number(session, template)
     runtime.wakeup.ring()
     return _state_out(template, live, released)

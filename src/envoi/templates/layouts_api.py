@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanEditTemplates, CanView, RuntimeDep
 from envoi.templates import layouts
 from envoi.templates.models import Layout, Snippet
 
@@ -44,51 +44,51 @@ def _snippet_out(snippet: Snippet) -> SnippetOut:
 
 
 @router.get("/layouts", response_model=list[LayoutOut])
-async def list_layouts(runtime: RuntimeDep, _key: ApiKeyId) -> list[LayoutOut]:
+async def list_layouts(runtime: RuntimeDep, _who: CanView) -> list[LayoutOut]:
     async with runtime.transaction() as session:
         return [_layout_out(layout) for layout in await layouts.list_layouts(session)]
 
 
 @router.get("/layouts/{name}", response_model=LayoutOut)
-async def get_layout(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> LayoutOut:
+async def get_layout(name: Name, runtime: RuntimeDep, _who: CanView) -> LayoutOut:
     async with runtime.transaction() as session:
         return _layout_out(await layouts.get_layout(session, name))
 
 
 @router.put("/layouts/{name}", response_model=LayoutOut)
-async def save_layout(name: Name, data: LayoutIn, runtime: RuntimeDep, _key: ApiKeyId) -> LayoutOut:
+async def save_layout(name: Name, data: LayoutIn, runtime: RuntimeDep, _who: CanEditTemplates) -> LayoutOut:
     """Create or replace. Drafts use the new layout at once; published versions keep the one they froze."""
     async with runtime.transaction() as session:
         return _layout_out(await layouts.save_layout(session, name, html=data.html, mjml=data.mjml, text=data.text))
 
 
 @router.delete("/layouts/{name}", status_code=204)
-async def delete_layout(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> None:
+async def delete_layout(name: Name, runtime: RuntimeDep, _who: CanEditTemplates) -> None:
     """Refused (409) while a template uses it."""
     async with runtime.transaction() as session:
         await layouts.delete_layout(session, name)
 
 
 @router.get("/snippets", response_model=list[SnippetOut])
-async def list_snippets(runtime: RuntimeDep, _key: ApiKeyId) -> list[SnippetOut]:
+async def list_snippets(runtime: RuntimeDep, _who: CanView) -> list[SnippetOut]:
     async with runtime.transaction() as session:
         return [_snippet_out(snippet) for snippet in await layouts.list_snippets(session)]
 
 
 @router.get("/snippets/{name}", response_model=SnippetOut)
-async def get_snippet(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> SnippetOut:
+async def get_snippet(name: Name, runtime: RuntimeDep, _who: CanView) -> SnippetOut:
     async with runtime.transaction() as session:
         return _snippet_out(await layouts.get_snippet(session, name))
 
 
 @router.put("/snippets/{name}", response_model=SnippetOut)
-async def save_snippet(name: Name, data: SnippetIn, runtime: RuntimeDep, _key: ApiKeyId) -> SnippetOut:
+async def save_snippet(name: Name, data: SnippetIn, runtime: RuntimeDep, _who: CanEditTemplates) -> SnippetOut:
     """Create or replace. Drafts use the new text at once; published versions keep the one they froze."""
     async with runtime.transaction() as session:
         return _snippet_out(await layouts.save_snippet(session, name, data.source))
 
 
 @router.delete("/snippets/{name}", status_code=204)
-async def delete_snippet(name: Name, runtime: RuntimeDep, _key: ApiKeyId) -> None:
+async def delete_snippet(name: Name, runtime: RuntimeDep, _who: CanEditTemplates) -> None:
     async with runtime.transaction() as session:
         await layouts.delete_snippet(session, name)

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from envoi.access.api import ApiKeyId, RuntimeDep
+from envoi.access.api import CanEditTemplates, CanView, RuntimeDep
 from envoi.channels.base import EmailMessage, Failed, Outcome, Retry, Sent
 from envoi.errors import ValidationFailed
 from envoi.runtime import Runtime
 from envoi.templates import audit, seeds
-from envoi.templates.api import TemplateId, actor_of
+from envoi.templates.api import TemplateId
 from envoi.templates.attachments import attach_files, attachment_urls
 from envoi.templates.models import SeedAddress
 from envoi.templates.proofs import Proof, prepare_proofs, preview
@@ -47,40 +47,40 @@ def _seed_out(seed: SeedAddress) -> SeedOut:
 
 
 @router.get("/{template_id}/seeds", response_model=list[SeedOut])
-async def list_seeds(template_id: TemplateId, runtime: RuntimeDep, _key: ApiKeyId) -> list[SeedOut]:
+async def list_seeds(template_id: TemplateId, runtime: RuntimeDep, _who: CanView) -> list[SeedOut]:
     async with runtime.transaction() as session:
         await get_template(session, template_id)
         return [_seed_out(seed) for seed in await seeds.list_seeds(session, template_id)]
 
 
 @router.post("/{template_id}/seeds", status_code=201, response_model=SeedOut)
-async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, key: ApiKeyId) -> SeedOut:
+async def add_seed(template_id: TemplateId, data: SeedIn, runtime: RuntimeDep, who: CanEditTemplates) -> SeedOut:
     """A test recipient with its sample data (JSON `ctx` or Adobe-style `ctxXml`; neither: the event type's
     sample). Publishing renders the template for every seed and refuses if any fails."""
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
         seed = await seeds.save_seed(session, template, data, region=runtime.settings.default_region)
-        audit.record(session, template_id, actor_of(key), "seed_added", _seed_details(seed))
+        audit.record(session, template_id, who.actor, "seed_added", _seed_details(seed))
         return _seed_out(seed)
 
 
 @router.put("/{template_id}/seeds/{seed_id}", response_model=SeedOut)
 async def replace_seed(
-    template_id: TemplateId, seed_id: SeedId, data: SeedIn, runtime: RuntimeDep, key: ApiKeyId
+    template_id: TemplateId, seed_id: SeedId, data: SeedIn, runtime: RuntimeDep, who: CanEditTemplates
 ) -> SeedOut:
     async with runtime.transaction() as session:
         template = await get_template(session, template_id)
         seed = await seeds.save_seed(session, template, data, seed_id, region=runtime.settings.default_region)
-        audit.record(session, template_id, actor_of(key), "seed_changed", _seed_details(seed))
+        audit.record(session, template_id, who.actor, "seed_changed", _seed_details(seed))
         return _seed_out(seed)
 
 
 @router.delete("/{template_id}/seeds/{seed_id}", status_code=204)
-async def delete_seed(template_id: TemplateId, seed_id: SeedId, runtime: RuntimeDep, key: ApiKeyId) -> None:
+async def delete_seed(template_id: TemplateId, seed_id: SeedId, runtime: RuntimeDep, who: CanEditTemplates) -> None:
     async with runtime.transaction() as session:
         await get_template(session, template_id)
         seed = await seeds.get_seed(session, template_id, seed_id)
-        audit.record(session, template_id, actor_of(key), "seed_deleted", _seed_details(seed))
+        audit.record(session, template_id, who.actor, "seed_deleted", _seed_details(seed))
         await seeds.delete_seed(session, template_id, seed_id)
 
 
@@ -89,7 +89,7 @@ def _seed_details(seed: SeedAddress) -> dict[str, object]:
 
 
 @router.post("/{template_id}/preview", response_model=PreviewOut)
-async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: RuntimeDep, _key: ApiKeyId) -> PreviewOut:
+async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: RuntimeDep, _who: CanView) -> PreviewOut:
     """Render the draft (or `version`) without sending anything. A template that fails answers 422
     `render_failed` with the field, `line` and `expression`; `warnings` lists what publishing would refuse."""
     async with runtime.transaction() as session:
@@ -119,7 +119,7 @@ async def preview_template(template_id: TemplateId, data: PreviewIn, runtime: Ru
 
 @router.post("/{template_id}/proof", response_model=list[ProofOut])
 async def send_proofs(
-    template_id: TemplateId, runtime: RuntimeDep, key: ApiKeyId, data: ProofIn | None = None
+    template_id: TemplateId, runtime: RuntimeDep, who: CanEditTemplates, data: ProofIn | None = None
 ) -> list[ProofOut]:
     """Send the draft to its seed addresses now, as the recipient would get it, marked as a proof
     (`[Proof]` subject prefix, `X-Envoi-Proof` header). Proofs are not events: no statistics count them; the
@@ -142,7 +142,7 @@ async def send_proofs(
     out = [results.get(id(p)) or _proof_out(p, None) for p in proofs]
     async with runtime.transaction() as session:
         for result in out:
-            audit.record(session, template_id, actor_of(key), "proof_sent", result.model_dump(by_alias=True))
+            audit.record(session, template_id, who.actor, "proof_sent", result.model_dump(by_alias=True))
     return out
 
 
