@@ -1,0 +1,149 @@
+"""The console as a user meets it: ``envoi serve`` as a real process (SQLite or PostgreSQL), operators made
+with ``envoi operator create``, and Debian's Chromium driven by Playwright.
+
+Screenshots go to ``test-artifacts/`` at the top of the checkout (not committed) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import BACKENDS, pg_database
+from tests.processes import free_port, start_envoi, wait_for_text
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PASSWORD = "a long enough password"
+# Who the console tests log in as: one operator per built-in group, plus one in no group at all.
+OPERATORS = {
+    "admin@example.com": "administrators",
+    "editor@example.com": "template_editors",
+    "workflows@example.com": "workflow_supervisors",
+    "deliveries@example.com": "delivery_supervisors",
+    "viewer@example.com": "viewers",
+}
+
+
+@dataclass
+class Server:
+    url: str
+    api_key: str
+    env: dict[str, str]  # the ENVOI_* variables it runs with: another process started with them shares its data
+    directory: Path
+    log: Path
+
+    def envoi(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """Run another ``envoi`` command against the same data, as a second process."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENVOI_")} | self.env
+        return subprocess.run(
+            [sys.executable, "-m", "envoi", *args], input=stdin, env=full_env, cwd=self.directory,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=10)
+
+
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """``envoi serve`` with the demo data and one operator per built-in group (password ``PASSWORD``)."""
+    with _database(request.param, tmp_path) as database_url:
+        env = {"ENVOI_DATA_DIR": str(tmp_path / "data"), "ENVOI_DATABASE_URL": database_url}
+        port, log = free_port(), tmp_path / "serve.log"
+        server = Server(f"http://127.0.0.1:{port}", "", env, tmp_path, log)
+        for email, group in OPERATORS.items():
+            made = server.envoi("operator", "create", "--email", email, "--name", email.split("@")[0].title(),
+                                "--group", group, stdin=PASSWORD + "\n")  # fmt: skip
+            assert made.returncode == 0, made.stdout + made.stderr
+        made = server.envoi("operator", "create", "--email", "nobody@example.com", "--name", "Nobody",
+                            stdin=PASSWORD + "\n")  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
+        process = start_envoi(["serve", "--port", str(port)], env=env, cwd=tmp_path, output=log.open("ab"))
+        try:
+            output = wait_for_text(log, "API key:")
+            server.api_key = re.search(r"API key: (\S+)", output).group(1)  # type: ignore[union-attr]
+            _wait_healthy(server.url, process, log)
+            yield server
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class _database:
+    """SQLite in the test's folder, or a PostgreSQL database made for the test and dropped after it."""
+
+    def __init__(self, backend: str, tmp_path: Path) -> None:
+        self.backend, self.tmp_path = backend, tmp_path
+        self._pg = pg_database("envoi_console") if backend == "postgresql" else None
+
+    def __enter__(self) -> str:
+        if self._pg is None:
+            return f"sqlite:///{self.tmp_path / 'console.db'}"
+        return self._pg.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pg is not None:
+            self._pg.__exit__(*exc)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"envoi serve exited:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"envoi serve never became healthy:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():  # fail, never skip: scripts/install puts it there
+        pytest.fail(f"Chromium is not at {CHROMIUM}; run scripts/install", pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def log_in(page: Page, server: Server, email: str, password: str = PASSWORD) -> None:
+    """The login form of ``/console/login``: fields ``email`` and ``password``, a "Log in" button."""
+    page.goto(f"{server.url}/console/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button:has-text('Log in')")
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
