@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envoi import __version__
+from envoi.access.admin_api import router as access_router
 from envoi.channels.api import router as outbox_router
 from envoi.delivery.api import router as quarantine_router
 from envoi.delivery.listen import listen_for_events
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         outbox_router,
         quarantine_router,
         providers_router,
+        access_router,
         receipts_router,
         soap_router,
     ):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from envoi.access.api import CanManageDeliveries, CanView, RuntimeDep
+from envoi.access.audit import audit
 from envoi.delivery.quarantine import list_quarantine, release_from_quarantine
 
 router = APIRouter(prefix="/api/v1/quarantine", tags=["quarantine"])
@@ -30,9 +31,10 @@ async def read_quarantine(runtime: RuntimeDep, _who: CanView, channel: str | Non
 
 
 @router.delete("/{channel}/{address:path}", status_code=204)
-async def release_address(channel: str, address: str, runtime: RuntimeDep, _who: CanManageDeliveries) -> Response:
+async def release_address(channel: str, address: str, runtime: RuntimeDep, who: CanManageDeliveries) -> Response:
     """Send to this address again (after the recipient fixed their mailbox, say). The address is the rest of
     the path, percent-encoded: a Web Push subscription holds slashes."""
     async with runtime.transaction() as session:
         await release_from_quarantine(session, channel, address)
+        audit(session, who, "released", "quarantine", f"{channel}:{address}"[:200])
     return Response(status_code=204)

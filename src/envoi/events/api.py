@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from envoi.access.api import CanEditTemplates, CanView, RuntimeDep, authenticate_request
+from envoi.access.audit import audit
 from envoi.errors import ValidationFailed, input_problems, invalid
 from envoi.events import service, types
 from envoi.events.models import EventStatus, EventType
@@ -46,9 +47,11 @@ def _type_out(event_type: EventType) -> EventTypeOut:
 
 
 @router.post("/event-types", status_code=201, response_model=EventTypeOut, response_model_by_alias=True)
-async def create_event_type(data: EventTypeIn, runtime: RuntimeDep, _who: CanEditTemplates) -> EventTypeOut:
+async def create_event_type(data: EventTypeIn, runtime: RuntimeDep, who: CanEditTemplates) -> EventTypeOut:
     async with runtime.transaction() as session:
-        return _type_out(await types.create_event_type(session, data))
+        created = await types.create_event_type(session, data)
+        audit(session, who, "created", "event_type", created.name)
+        return _type_out(created)
 
 
 @router.get("/event-types", response_model=list[EventTypeOut])
@@ -64,9 +67,11 @@ async def get_event_type(name: str, runtime: RuntimeDep, _who: CanView) -> Event
 
 
 @router.put("/event-types/{name}", response_model=EventTypeOut)
-async def update_event_type(name: str, data: EventTypeIn, runtime: RuntimeDep, _who: CanEditTemplates) -> EventTypeOut:
+async def update_event_type(name: str, data: EventTypeIn, runtime: RuntimeDep, who: CanEditTemplates) -> EventTypeOut:
     async with runtime.transaction() as session:
-        return _type_out(await types.update_event_type(session, name, data))
+        changed = await types.update_event_type(session, name, data)
+        audit(session, who, "changed", "event_type", name)
+        return _type_out(changed)
 
 
 def _hot_route(body_schema: dict[str, Any], extra_parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:

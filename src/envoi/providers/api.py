@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from envoi.access.api import CanManageDeliveries, RuntimeDep
+from envoi.access.audit import audit
 from envoi.errors import Forbidden, NotFound
 from envoi.providers.config import ProviderConfig
 from envoi.providers.kinds import KINDS
@@ -115,18 +116,22 @@ async def add_provider(body: ProviderIn, runtime: RuntimeDep, _who: CanManageDel
 
 @router.patch("/{name}", response_model=ProviderOut)
 async def change_provider(
-    name: Name, body: ProviderPatch, runtime: RuntimeDep, _who: CanManageDeliveries
+    name: Name, body: ProviderPatch, runtime: RuntimeDep, who: CanManageDeliveries
 ) -> ProviderOut:
+    changes = body.model_dump(exclude_unset=True)
     async with runtime.transaction() as session:
-        config = await update_provider(session, runtime.providers.static, name, body.model_dump(exclude_unset=True))
+        config = await update_provider(session, runtime.providers.static, name, changes)
+        shown = {"role": changes["role"]} if "role" in changes else {}  # never the settings: they hold secrets
+        audit(session, who, "changed", "provider", name, shown | {"fields": sorted(changes.get("settings") or {})})
     await runtime.providers.refresh(force=True)
     return _out(config)
 
 
 @router.delete("/{name}", status_code=204)
-async def remove_provider(name: Name, runtime: RuntimeDep, _who: CanManageDeliveries) -> Response:
+async def remove_provider(name: Name, runtime: RuntimeDep, who: CanManageDeliveries) -> Response:
     async with runtime.transaction() as session:
         await delete_provider(session, runtime.providers.static, name)
+        audit(session, who, "deleted", "provider", name)
     await runtime.providers.refresh(force=True)
     return Response(status_code=204)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from envoi.access.api import CanEditTemplates, CanView, RuntimeDep
+from envoi.access.audit import audit
 from envoi.templates import layouts
 from envoi.templates.models import Layout, Snippet
 
@@ -56,17 +57,20 @@ async def get_layout(name: Name, runtime: RuntimeDep, _who: CanView) -> LayoutOu
 
 
 @router.put("/layouts/{name}", response_model=LayoutOut)
-async def save_layout(name: Name, data: LayoutIn, runtime: RuntimeDep, _who: CanEditTemplates) -> LayoutOut:
+async def save_layout(name: Name, data: LayoutIn, runtime: RuntimeDep, who: CanEditTemplates) -> LayoutOut:
     """Create or replace. Drafts use the new layout at once; published versions keep the one they froze."""
     async with runtime.transaction() as session:
-        return _layout_out(await layouts.save_layout(session, name, html=data.html, mjml=data.mjml, text=data.text))
+        saved = await layouts.save_layout(session, name, html=data.html, mjml=data.mjml, text=data.text)
+        audit(session, who, "saved", "layout", name)
+        return _layout_out(saved)
 
 
 @router.delete("/layouts/{name}", status_code=204)
-async def delete_layout(name: Name, runtime: RuntimeDep, _who: CanEditTemplates) -> None:
+async def delete_layout(name: Name, runtime: RuntimeDep, who: CanEditTemplates) -> None:
     """Refused (409) while a template uses it."""
     async with runtime.transaction() as session:
         await layouts.delete_layout(session, name)
+        audit(session, who, "deleted", "layout", name)
 
 
 @router.get("/snippets", response_model=list[SnippetOut])
@@ -82,13 +86,16 @@ async def get_snippet(name: Name, runtime: RuntimeDep, _who: CanView) -> Snippet
 
 
 @router.put("/snippets/{name}", response_model=SnippetOut)
-async def save_snippet(name: Name, data: SnippetIn, runtime: RuntimeDep, _who: CanEditTemplates) -> SnippetOut:
+async def save_snippet(name: Name, data: SnippetIn, runtime: RuntimeDep, who: CanEditTemplates) -> SnippetOut:
     """Create or replace. Drafts use the new text at once; published versions keep the one they froze."""
     async with runtime.transaction() as session:
-        return _snippet_out(await layouts.save_snippet(session, name, data.source))
+        saved = await layouts.save_snippet(session, name, data.source)
+        audit(session, who, "saved", "snippet", name)
+        return _snippet_out(saved)
 
 
 @router.delete("/snippets/{name}", status_code=204)
-async def delete_snippet(name: Name, runtime: RuntimeDep, _who: CanEditTemplates) -> None:
+async def delete_snippet(name: Name, runtime: RuntimeDep, who: CanEditTemplates) -> None:
     async with runtime.transaction() as session:
         await layouts.delete_snippet(session, name)
+        audit(session, who, "deleted", "snippet", name)
