@@ -11,19 +11,25 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from envoi import __version__
 from envoi.access.admin_api import router as access_router
 from envoi.channels.api import router as outbox_router
+from envoi.console.routes import STATIC_DIR as CONSOLE_STATIC_DIR
+from envoi.console.routes import router as console_router
 from envoi.delivery.api import router as quarantine_router
 from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
 from envoi.errors import EnvoiError, input_problems, invalid
 from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
+from envoi.notifications.api import router as notifications_router
+from envoi.notifications.failures import watch_failure_rates
+from envoi.notifications.hub import follow_notifications
 from envoi.providers.api import receipts_router
 from envoi.providers.api import router as providers_router
 from envoi.runtime import Runtime
@@ -46,10 +52,21 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         stop = asyncio.Event()
-        worker_task = listener_task = None
+        worker_task = listener_task = alerts_task = None
+        rt.notifications.start()
+        notifications_task = asyncio.create_task(
+            follow_notifications(
+                rt.notifications,
+                settings.resolved_database_url(),
+                rt.sessionmaker,
+                settings.notification_poll_seconds,
+                stop,
+            )
+        )
         if run_worker:
             worker = Worker(settings, rt.sessionmaker, rt.channels, rt.outbound, rt.wakeup)
             worker_task = asyncio.create_task(worker.run(stop))
+            alerts_task = asyncio.create_task(watch_failure_rates(settings, rt.sessionmaker, stop))
             if not settings.is_sqlite:
                 url = settings.resolved_database_url()
                 listener_task = asyncio.create_task(listen_for_events(url, rt.wakeup, stop))
@@ -57,10 +74,12 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             yield
         finally:
             stop.set()
+            rt.notifications.close()  # open streams end (envoi.server ends them earlier, at the signal)
             if listener_task is not None:
                 listener_task.cancel()
             # The worker finishes the batch in hand: what it sent is recorded before we exit.
-            await asyncio.gather(*(t for t in (worker_task, listener_task) if t), return_exceptions=True)
+            tasks = (worker_task, listener_task, alerts_task, notifications_task)
+            await asyncio.gather(*(t for t in tasks if t), return_exceptions=True)
             if runtime is None:
                 await rt.aclose()
 
@@ -75,6 +94,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         app.state.runtime = runtime
     for router in (
         events_router,
+        notifications_router,
         templates_router,
         template_testing_router,
         layouts_router,
@@ -84,8 +104,10 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         access_router,
         receipts_router,
         soap_router,
+        console_router,
     ):
         app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC_DIR), name="console-static")
     _install_error_handlers(app)
     _add_openapi_schemas(app, OPENAPI_SCHEMAS)
 
@@ -96,9 +118,12 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             await conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> dict[str, Any]:
-        return {"name": "Envoi", "version": __version__, "docs": "/docs", "api": "/api/v1"}
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def index(request: Request) -> dict[str, Any] | Response:
+        """A browser goes to the console; API clients get where things are, as JSON."""
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/console/", status_code=303)
+        return {"name": "Envoi", "version": __version__, "docs": "/docs", "api": "/api/v1", "console": "/console/"}
 
     return app
 

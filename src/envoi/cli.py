@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 import uvloop
 from rich.console import Console
 from rich.table import Table
@@ -27,9 +26,11 @@ from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
 from envoi.demo import load_demo_data
 from envoi.errors import EnvoiError
+from envoi.notifications.failures import watch_failure_rates
 from envoi.observability.logging import configure_logging
 from envoi.providers.config import ProviderConfigError, static_providers
 from envoi.runtime import Runtime
+from envoi.server import serve as serve_app
 from envoi.settings import Settings
 
 _PERMISSIONS = ", ".join(p.value for p in Permission)
@@ -105,10 +106,12 @@ def serve(
         f"API key: [bold green]{api_key}[/]",
         f"Database: {database}. Emails go to {email}.",
         f"Worker: {'on' if worker else 'off (run envoi worker)'}",
+        f"Console: {url}/console/  (an administrator to log in as: echo 'a long password' | "
+        "envoi operator create --email you@example.com --name You --group administrators)",
         f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
     ):
         console.print(line, soft_wrap=True, highlight=False)
-    uvicorn.run(
+    serve_app(
         create_app(settings, run_worker=worker),
         host=host,
         port=port,
@@ -139,7 +142,9 @@ async def _run_worker(settings: Settings) -> None:
         if not settings.is_sqlite:
             url = settings.resolved_database_url()
             listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
+        alerts = asyncio.create_task(watch_failure_rates(settings, runtime.sessionmaker, stop))
         await worker.run(stop)
+        await alerts
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -351,3 +356,59 @@ def template_import_adobe(
     console.print(f"Created draft template {template_id} ('{name}'). Publish it once you have checked it.")
     for field, snippet in left:
         console.print(f"  not converted in {field}: {snippet}", soft_wrap=True, highlight=False, markup=False)
+
+
+# --- notifications -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def notify(
+    title: Annotated[str, typer.Option(help="What it is about, in a few words.")],
+    body: Annotated[str, typer.Option(help="The message.")],
+    group: Annotated[
+        list[str] | None, typer.Option(help="Notify every active member of this security group; repeatable.")
+    ] = None,
+    operator: Annotated[list[str] | None, typer.Option(help="Notify this operator (login email); repeatable.")] = None,
+    link: Annotated[str | None, typer.Option(help="A console path (/console/templates/4) or an address.")] = None,
+    category: Annotated[str, typer.Option(help="action_required or info.")] = "info",
+    email: Annotated[
+        bool, typer.Option("--email", help="Send each an email copy too (to the outbox without SMTP).")
+    ] = False,
+) -> None:
+    """Notify operators in the console (open consoles show it within a second), and by email with --email."""
+    from envoi.notifications.email import EmailCopy
+    from envoi.notifications.service import Category, Recipients
+    from envoi.notifications.service import notify as notify_operators
+
+    settings = _settings()
+    if not group and not operator:
+        console.print("[red]Say whom to notify: --group and/or --operator.[/]")
+        raise typer.Exit(2)
+    if category not in {c.value for c in Category}:
+        console.print("[red]--category is action_required or info[/]")
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        runtime = _runtime(settings)
+        try:
+            async with runtime.transaction() as session:
+                notified = await notify_operators(
+                    session,
+                    Recipients(operators=operator or (), groups=group or ()),
+                    title=title,
+                    body=body,
+                    category=Category(category),
+                    link=link,
+                    email=EmailCopy.of(settings) if email else None,
+                )
+            return len(notified)
+        finally:
+            await runtime.aclose()
+
+    try:
+        count = asyncio.run(run())
+    except EnvoiError as error:
+        console.print(f"[red]{error.message}[/]")
+        raise typer.Exit(1) from None
+    emailed = " and emailed them" if email and count else ""
+    console.print(f"Notified {count} operator{'s' if count != 1 else ''}{emailed}.")

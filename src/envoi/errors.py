@@ -96,6 +96,13 @@ class StoreUnavailable(EnvoiError):
     code = "store_unavailable"
 
 
+class StreamUnavailable(EnvoiError):
+    """This process does not run live notifications (its application was not started), so it cannot stream."""
+
+    status_code = 503
+    code = "stream_unavailable"
+
+
 class PublishRefused(ValidationFailed):
     """The draft fails the checks at publish; ``details["errors"]`` lists every problem."""
 

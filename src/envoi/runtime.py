@@ -1,4 +1,5 @@
-"""What a running process shares: settings, the database, the channels and the worker's doorbell."""
+"""What a running process shares: settings, the database, the channels, the worker's doorbell and the hub of
+operators' notification streams."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
 from envoi.delivery.receipts import ReceiptRecorder
 from envoi.events.group import IngestGroup
+from envoi.notifications.hub import NotificationHub
 from envoi.outbound import OutboundClient
 from envoi.providers.routing import ProviderSet
 from envoi.settings import Settings
@@ -27,12 +29,14 @@ class Runtime:
     providers: ProviderSet
     receipts: ReceiptRecorder  # closed after the providers that feed it
     wakeup: Wakeup = field(default_factory=Wakeup)
+    notifications: NotificationHub = field(default_factory=NotificationHub)  # wakes operators' open streams
     ingest: IngestGroup = field(init=False)
     outbound: OutboundClient = field(init=False)  # fetches attachments
 
     def __post_init__(self) -> None:
         self.ingest = IngestGroup(self.sessionmaker, self.wakeup, region=self.settings.default_region)
         self.outbound = attachment_fetcher(self.settings)
+        self.notifications.watch(self.engine)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -54,6 +58,7 @@ class Runtime:
             yield session
 
     async def aclose(self) -> None:
+        self.notifications.close()
         await self.ingest.aclose()
         await self.providers.aclose()
         await self.receipts.aclose()

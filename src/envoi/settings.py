@@ -74,6 +74,39 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(30.0, ge=0, description="First retry delay in seconds; doubles each time.")
     retry_max_delay: float = Field(3600.0, ge=0)
 
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where operators reach Envoi: notification emails link to console pages under this address.",
+    )
+    notification_sender: str = Field(
+        "Envoi <notifications@example.com>", description="The From of notification emails to operators."
+    )
+    notification_heartbeat_seconds: float = Field(
+        15.0, gt=0, description="A comment on idle notification streams this often, so proxies keep them open."
+    )
+    notification_poll_seconds: float = Field(
+        0.5, gt=0, description="SQLite: how often a process looks for notifications written by another process."
+    )
+    failure_alert_window_seconds: float = Field(
+        300.0, gt=0, description="An event type whose events kept failing over this window alerts its supervisors."
+    )
+    failure_alert_min_events: int = Field(
+        20, ge=1, description="Events of a type that must have ended in the window before its failure rate counts."
+    )
+    failure_alert_ratio: float = Field(
+        0.5, gt=0, le=1, description="The share of them ended delivery_failed, routing_failed or too_old that alerts."
+    )
+    failure_alert_check_seconds: float = Field(30.0, gt=0, description="How often the worker checks failure rates.")
+    console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts.")
+    console_secure_cookie: bool = Field(
+        False, description="Mark the session cookie Secure even when Envoi sees plain http (behind a TLS proxy)."
+    )
+    console_login_failures_per_login: int = Field(5, ge=1, description="Failed logins for one login per window.")
+    console_login_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address per window."
+    )
+    console_login_window_minutes: float = Field(15.0, gt=0, description="The window of the login throttle.")
+
     batch_max_events: int = Field(10_000, ge=1)
     soap_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest SOAP request accepted.")
     soap_session_hours: float = Field(24.0, gt=0, description="How long a Logon session token lives.")

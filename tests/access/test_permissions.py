@@ -72,6 +72,10 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("PATCH", "/api/v1/providers/{name}"): DELIVERIES,
     ("DELETE", "/api/v1/providers/{name}"): DELIVERIES,
     ("GET", "/api/v1/me"): ANYONE,
+    ("GET", "/api/v1/notifications"): ANYONE,  # the caller's own
+    ("POST", "/api/v1/notifications/read-all"): ANYONE,
+    ("POST", "/api/v1/notifications/{notification_id}/read"): ANYONE,
+    ("GET", "/api/v1/notifications/stream"): ANYONE,  # 503 here: the app's lifespan (the hub) is not running
     ("GET", "/api/v1/operators"): OPERATORS,
     ("POST", "/api/v1/operators"): OPERATORS,
     ("GET", "/api/v1/operators/{operator_id}"): OPERATORS,

@@ -12,14 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from envoi.access.groups import add_member
+from envoi.access.operators import create_operator
+from envoi.access.service import create_api_key
+from envoi.app import create_app
+from envoi.demo import load_demo_data
+from envoi.runtime import Runtime
 from tests.conftest import BACKENDS, pg_database
 from tests.processes import free_port, start_envoi, wait_for_text
 
@@ -116,7 +122,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     raise AssertionError(f"envoi serve never became healthy:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: sync Playwright keeps an event loop running while it is open, and no asyncio test
+# (in this folder or any later one) can run until it is closed.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():  # fail, never skip: scripts/install puts it there
         pytest.fail(f"Chromium is not at {CHROMIUM}; run scripts/install", pytrace=False)
@@ -147,3 +155,74 @@ def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Logging in over HTTP, as a browser does: the login form's CSRF token (a hidden field, and a cookie), then the form.
+_FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+_PAGE_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+
+
+def form_token(html: str, action: str | None = None) -> str:
+    """The CSRF token in the form of a console page that posts to ``action`` (without one: the first form)."""
+    if action is not None:
+        form = re.search(rf'<form [^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+        assert form, f"the page has no form posting to {action}"
+        html = form.group(1)
+    found = _FORM_TOKEN.search(html)
+    assert found, "the form has no CSRF token"
+    return found.group(1)
+
+
+def page_token(html: str) -> str:
+    """The CSRF token in a console page's head, that scripts send as X-CSRF-Token."""
+    found = _PAGE_TOKEN.search(html)
+    assert found, "the page has no csrf-token meta tag"
+    return found.group(1)
+
+
+def http_log_in(server: Server, email: str, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=10)
+    token = form_token(client.get("/console/login").text)
+    answer = client.post("/console/login", data={"email": email, "password": password, "csrf_token": token})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+@dataclass
+class InProcess:
+    """The application in the test's process (no worker), with the demo data and an operator per group."""
+
+    runtime: Runtime
+    api_key: str
+    operator_ids: dict[str, int] = field(default_factory=dict)
+
+    def client(self, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        app = create_app(self.runtime.settings, run_worker=False, runtime=self.runtime)
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://envoi.test", timeout=10)
+
+    def api(self) -> httpx.AsyncClient:
+        client = self.client()
+        client.headers["Authorization"] = f"Bearer {self.api_key}"
+        return client
+
+    async def log_in(self, email: str, *, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        client = self.client(address)
+        token = form_token((await client.get("/console/login")).text)
+        answer = await client.post("/console/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+        assert answer.status_code == 303, answer.text
+        return client
+
+
+@pytest.fixture
+async def in_process(runtime: Runtime) -> AsyncIterator[InProcess]:
+    async with runtime.transaction() as session:
+        await load_demo_data(session)
+        _key, plaintext = await create_api_key(session, "console tests")
+        made = InProcess(runtime, plaintext)
+        for email, group in [*OPERATORS.items(), ("nobody@example.com", None)]:
+            operator = await create_operator(session, email=email, name=email.split("@")[0].title(), password=PASSWORD)
+            if group:
+                await add_member(session, group, operator.id)
+            made.operator_ids[email] = operator.id
+    yield made

@@ -154,14 +154,6 @@ async def _operator(session: AsyncSession, operator_id: int) -> Operator:
     return operator
 
 
-async def _set_groups(session: AsyncSession, operator_id: int, names: list[str]) -> None:
-    for group in await group_service.groups_of(session, operator_id):
-        if group.name not in names:
-            await group_service.remove_member(session, group.name, operator_id)
-    for name in names:
-        await group_service.add_member(session, name, operator_id)
-
-
 @router.get("/operators", response_model=list[OperatorOut])
 async def list_operators(runtime: RuntimeDep, _who: CanManageOperators) -> list[OperatorOut]:
     async with runtime.transaction() as session:
@@ -174,7 +166,7 @@ async def add_operator(body: OperatorIn, runtime: RuntimeDep, who: CanManageOper
     password = body.password or secrets.token_urlsafe(18)
     async with runtime.transaction() as session:
         operator = await create_operator(session, email=body.email, name=body.name, password=password)
-        await _set_groups(session, operator.id, body.groups)
+        await group_service.set_groups(session, operator.id, body.groups)
         audit(session, who, "created", "operator", operator.id, {"email": operator.email, "groups": body.groups})
         out = await _operator_out(session, operator)
     return OperatorCreatedOut(**out.model_dump(), one_time_password=None if body.password else password)
@@ -200,7 +192,7 @@ async def change_operator(
         if body.active is not None:
             operator.active = body.active
         if body.groups is not None:
-            await _set_groups(session, operator.id, body.groups)
+            await group_service.set_groups(session, operator.id, body.groups)
         audit(session, who, "changed", "operator", operator.id, changes)
         await session.flush()
         return await _operator_out(session, operator)

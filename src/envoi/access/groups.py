@@ -82,6 +82,15 @@ async def remove_member(session: AsyncSession, group_name: str, operator_id: int
     )
 
 
+async def set_groups(session: AsyncSession, operator_id: int, names: list[str]) -> None:
+    """The operator's groups from now on: joins the named ones, leaves the others."""
+    for group in await groups_of(session, operator_id):
+        if group.name not in names:
+            await remove_member(session, group.name, operator_id)
+    for name in names:
+        await add_member(session, name, operator_id)
+
+
 async def groups_of(session: AsyncSession, operator_id: int) -> list[SecurityGroup]:
     rows = await session.scalars(
         select(SecurityGroup)

@@ -126,5 +126,6 @@ class EventStatusChange(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     status: Mapped[int] = mapped_column(SmallInteger)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Indexed for the failure-rate check, which reads the last minutes of the timeline (appends only: cheap).
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     reason: Mapped[str | None] = mapped_column(Text)

@@ -26,3 +26,15 @@ class Notification(Base):
 
     # An operator's list, newest first, and their unread count.
     __table_args__ = (Index("ix_notifications_operator_id_id", "operator_id", "id"),)
+
+
+class FailureAlert(Base):
+    """When an event type last alerted its supervisors that its events keep failing: one row per type, updated
+    by a conditional upsert that only one process wins per window."""
+
+    __tablename__ = "failure_alerts"
+
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alerted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failed: Mapped[int] = mapped_column()
+    ended: Mapped[int] = mapped_column()

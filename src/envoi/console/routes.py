@@ -1,0 +1,28 @@
+"""Every console page in one router, and where its static files are, for the application to mount."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from envoi.console import (
+    audit_log,
+    auth,
+    editor,
+    event_types,
+    events,
+    groups,
+    home,
+    keys,
+    operators,
+    outbox,
+    publishing,
+    quarantine,
+)
+from envoi.console.rendering import STATIC_DIR
+
+__all__ = ["STATIC_DIR", "router"]
+
+PAGES = (auth, home, event_types, editor, publishing, events, quarantine, outbox, operators, groups, keys, audit_log)
+router = APIRouter()
+for pages in PAGES:
+    router.include_router(pages.router)
