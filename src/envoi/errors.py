@@ -85,6 +85,11 @@ class Forbidden(EnvoiError):
     code = "forbidden"
 
 
+class TooManyRequests(EnvoiError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class TemplateSyntaxError(ValidationFailed):
     code = "template_syntax_error"
 

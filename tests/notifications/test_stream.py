@@ -5,6 +5,7 @@ streams get heartbeats; and a server told to stop ends its open streams instead 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from envoi.app import create_app
+from envoi.notifications.api import MAX_STREAMS_PER_OPERATOR
 from envoi.notifications.service import Recipients, notify
 from envoi.runtime import Runtime
 from envoi.settings import Settings
@@ -128,10 +130,11 @@ async def test_who_cannot_stream(live: str, runtime: Runtime, operators: Operato
     async with httpx.AsyncClient(base_url=live) as client:
         refused = await client.get("/api/v1/notifications/stream", headers={"Authorization": f"Bearer {service_key}"})
         assert refused.status_code == 404
-        bad = await client.get(
-            "/api/v1/notifications/stream", headers=operators.headers("sam@example.com") | {"Last-Event-ID": "x"}
-        )
-        assert bad.status_code == 422
+        for wrong in (b"x", "\u00b2".encode("latin-1")):  # a superscript two: a digit to str.isdigit(), not int()
+            bad = await client.get(
+                "/api/v1/notifications/stream", headers=operators.headers("sam@example.com") | {"Last-Event-ID": wrong}
+            )
+            assert bad.status_code == 422
     # An application whose lifespan never ran (no hub following the database) cannot promise a live stream.
     app = create_app(runtime.settings, run_worker=False, runtime=runtime)
     runtime.notifications.close()
@@ -222,3 +225,15 @@ async def test_a_server_told_to_stop_ends_its_open_streams(
         assert time.monotonic() - stopping < 5
     log = (tmp_path / "serve.log").read_text()
     assert "timeout graceful shutdown exceeded" not in log and "worker.stopped" in log
+
+
+async def test_an_operator_has_at_most_ten_open_streams(live: str, operators: Operators) -> None:
+    headers = operators.headers("sam@example.com")
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(MAX_STREAMS_PER_OPERATOR):
+            await streams.enter_async_context(open_stream(live, headers))
+        async with httpx.AsyncClient(base_url=live, headers=headers) as client:
+            refused = await client.get("/api/v1/notifications/stream")
+            assert refused.status_code == 429 and "at most 10" in refused.json()["error"]["message"]
+    async with open_stream(live, headers):  # closed ones make room again
+        pass

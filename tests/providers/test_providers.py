@@ -67,6 +67,17 @@ async def test_a_provider_is_configured_through_the_api_with_its_secrets_masked(
         row = await session.scalar(select(Provider).where(Provider.name == "kannel-eu"))
         assert row is not None and row.settings["password"] == "pw1" and row.settings["source"] == "Shop"
 
+    # Its secrets do not follow it to another address: they must be sent again.
+    moved = await api.patch("/api/v1/providers/kannel-eu", json={"settings": {"sendsms_url": "http://evil.test/s"}})
+    assert moved.status_code == 422 and moved.json()["error"]["field"] in (
+        "settings.password",
+        "settings.receipt_secret",
+    )
+    both = {"sendsms_url": "http://kannel2.example.net/s", "password": "pw2", "receipt_secret": "s3cret2"}
+    assert (await api.patch("/api/v1/providers/kannel-eu", json={"settings": both})).status_code == 200
+    audit = (await api.get("/api/v1/audit", params={"objectType": "provider"})).json()
+    assert [entry["action"] for entry in audit] == ["changed", "changed", "created"] and "pw" not in str(audit)
+
     kinds = {k["kind"]: k for k in (await api.get("/api/v1/providers/kinds")).json()}
     assert set(kinds) == {"smtp", "smpp", "kannel", "apns", "fcm", "webpush"}
     assert kinds["apns"]["platform"] == "ios" and "team_id" in kinds["apns"]["settingsSchema"]["properties"]

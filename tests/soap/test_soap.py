@@ -316,3 +316,16 @@ async def test_an_operator_without_the_push_events_permission_gets_a_fault(
     code, message = fault(root)
     assert (status, code) == (500, "SOAP-ENV:Client") and "push_events" in message
     assert await stored_count(runtime) == 0
+
+
+async def test_soap_logins_are_throttled_like_the_consoles(
+    api: httpx.AsyncClient, runtime: Runtime, operator: str
+) -> None:
+    for _ in range(runtime.settings.console_login_failures_per_login):
+        _status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{operator}/wrong", ORDER))
+        assert fault(root) == ("SOAP-ENV:Client", "Invalid login or password")
+    # Now even the right password waits, and so does another spelling of the same login.
+    for login in (operator, operator.upper()):
+        _status, root = await soap(api, "nms:rtEvent#PushEvent", push_event(f"{login}/{PASSWORD}", ORDER))
+        assert "Too many failed logins" in fault(root)[1]
+    assert await stored_count(runtime) == 0

@@ -16,7 +16,7 @@ from envoi.access import groups as group_service
 from envoi.access.api import CanManageOperators, RuntimeDep, _bearer, principal_of
 from envoi.access.audit import audit, audit_trail
 from envoi.access.models import ApiKey, Operator
-from envoi.access.operators import create_operator
+from envoi.access.operators import create_operator, set_active
 from envoi.access.permissions import Permission, Principal
 from envoi.access.service import create_api_key, list_api_keys, revoke_api_key
 from envoi.errors import NotFound, ValidationFailed
@@ -190,7 +190,7 @@ async def change_operator(
         if body.name is not None:
             operator.name = body.name.strip() or operator.name
         if body.active is not None:
-            operator.active = body.active
+            await set_active(session, operator, body.active)
         if body.groups is not None:
             await group_service.set_groups(session, operator.id, body.groups)
         audit(session, who, "changed", "operator", operator.id, changes)

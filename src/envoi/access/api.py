@@ -51,7 +51,7 @@ async def principal_of(request: Request) -> Principal:
         )
         if request.method not in _SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent, csrf_token(session_token)):
+            if not hmac.compare_digest(sent.encode(), csrf_token(session_token).encode()):
                 raise Forbidden(f"a change from the console needs its {CSRF_HEADER} header", field=CSRF_HEADER)
         return principal
     raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")

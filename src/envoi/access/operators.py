@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from datetime import timedelta
@@ -20,6 +21,15 @@ _hasher = PasswordHasher()
 # Verified against when the login is unknown, so that a wrong login costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 INVALID_LOGIN = "Invalid login or password"
+_VERIFYING = asyncio.Semaphore(2)  # password checks at once per process: a flood of logins waits its turn
+
+
+def login_of(email: str) -> str:
+    """A login as operators are stored and throttled: the normalized email, or the text itself if it is none."""
+    try:
+        return _login(email)
+    except ValueError:
+        return email.strip().lower()[:320]
 
 
 def _login(email: str) -> str:
@@ -64,12 +74,24 @@ async def check_login(session: AsyncSession, login: str, password: str) -> Opera
         email = login.strip()
     operator = await session.scalar(select(Operator).where(Operator.email == email))
     try:
-        _hasher.verify(operator.password_hash if operator else _DUMMY_HASH, password)
+        async with _VERIFYING:  # argon2 takes tens of milliseconds of CPU: never on the event loop
+            await asyncio.to_thread(_hasher.verify, operator.password_hash if operator else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         raise Unauthorized(INVALID_LOGIN) from None
     if operator is None or not operator.active:
         raise Unauthorized(INVALID_LOGIN)
     return operator
+
+
+async def set_active(session: AsyncSession, operator: Operator, active: bool) -> None:
+    """Deactivated, an operator's sessions end: reactivating them later must not bring old sessions back."""
+    operator.active = active
+    if not active:
+        await session.execute(
+            update(OperatorSession)
+            .where(OperatorSession.operator_id == operator.id, OperatorSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
 
 
 async def open_session(session: AsyncSession, operator: Operator, lifetime: timedelta) -> str:

@@ -10,13 +10,13 @@ from envoi.errors import Forbidden
 
 
 class Permission(enum.StrEnum):
-    MANAGE_OPERATORS = "manage_operators"  # operators, groups, API keys, providers
+    MANAGE_OPERATORS = "manage_operators"  # operators, groups, API keys, the audit log
     EDIT_TEMPLATES = "edit_templates"  # event types, templates, layouts, seeds, proofs
     PUBLISH = "publish"  # publish, republish, pause, resume, unpublish
     PUSH_EVENTS = "push_events"  # REST and SOAP ingestion
     VIEW_EVENTS = "view_events"  # read events, messages, templates, the outbox, the quarantine
     MANAGE_WORKFLOWS = "manage_workflows"
-    MANAGE_DELIVERIES = "manage_deliveries"  # the quarantine, retries, marketing deliveries
+    MANAGE_DELIVERIES = "manage_deliveries"  # providers, the quarantine, marketing deliveries
 
 
 ALL = frozenset(Permission)

@@ -121,7 +121,8 @@ class KannelChannel:
 
         Raises PermissionError when the call is not signed by us (or reports are not configured)."""
         secret, reference = self.settings.receipt_secret, query.get("ref", "")
-        if secret is None or not hmac.compare_digest(query.get("sig", ""), receipt_signature(secret, reference)):
+        signed = receipt_signature(secret, reference).encode() if secret else b""
+        if secret is None or not hmac.compare_digest(query.get("sig", "").encode(), signed):
             raise PermissionError("delivery report not signed by this provider")
         try:
             report = _REPORTS.get(int(query.get("type", "")))

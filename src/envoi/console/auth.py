@@ -14,11 +14,11 @@ from fastapi.responses import HTMLResponse
 
 from envoi.access.api import SESSION_COOKIE, forget_session
 from envoi.access.operators import check_login, close_session, open_session
+from envoi.access.throttle import login_key, minutes_to_wait, record_attempt
 from envoi.console.forms import read_form
 from envoi.console.rendering import render
 from envoi.console.routing import LOGIN_PATH, console_router, local_path, see_other
 from envoi.console.session import CSRF_FIELD, LoggedIn, find_viewer
-from envoi.console.throttle import login_key, minutes_to_wait, record_attempt
 from envoi.errors import Unauthorized
 from envoi.runtime import Runtime
 from envoi.settings import Settings

@@ -40,7 +40,8 @@ class Form:
 
 
 async def read_form(request: Request) -> Form:
-    return Form(await request.form())
+    """The console's forms hold fields, never files: an upload is refused before it is written anywhere."""
+    return Form(await request.form(max_files=0, max_fields=200))
 
 
 def json_field(form: Form, name: str, errors: FieldErrors, *, kind: type = dict) -> Any:

@@ -7,19 +7,18 @@ from typing import Annotated
 
 from fastapi import Path, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from envoi.access import groups as group_service
 from envoi.access.audit import audit
-from envoi.access.models import ApiKey, GroupMember, Operator, OperatorSession, SecurityGroup
-from envoi.access.operators import create_operator
+from envoi.access.models import ApiKey, GroupMember, Operator, SecurityGroup
+from envoi.access.operators import create_operator, set_active
 from envoi.console.forms import FieldErrors, read_form, service_errors
 from envoi.console.rendering import render
 from envoi.console.routing import console_router, runtime_of, see_other
 from envoi.console.session import CanManageOperators, Viewer
-from envoi.db.base import utcnow
 from envoi.errors import EnvoiError, NotFound, ValidationFailed
 
 router = console_router()
@@ -144,14 +143,7 @@ async def _set_active(request: Request, operator_id: int, viewer: Viewer, active
     if not active and operator_id == viewer.operator.id:
         return await _operator_page(request, operator_id, errors={"": "You cannot deactivate yourself."}, status=422)
     async with runtime_of(request).transaction() as session:
-        operator = await _operator(session, operator_id)
-        operator.active = active
-        if not active:  # reactivating them later must not bring their old sessions back
-            await session.execute(
-                update(OperatorSession)
-                .where(OperatorSession.operator_id == operator_id, OperatorSession.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
+        await set_active(session, await _operator(session, operator_id), active)
         audit(session, viewer.principal, "changed", "operator", operator_id, {"active": active})
     return see_other(f"/console/operators/{operator_id}?done={'activated' if active else 'deactivated'}")
 

@@ -8,6 +8,7 @@ connection for nothing).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -16,11 +17,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from envoi.access.api import RuntimeDep, _bearer, principal_of
 from envoi.access.permissions import Principal
-from envoi.errors import NotFound, StreamUnavailable, ValidationFailed
+from envoi.errors import EnvoiError, NotFound, StreamUnavailable, TooManyRequests, ValidationFailed
 from envoi.notifications import service
 from envoi.notifications.schemas import MarkedOut, NotificationOut, NotificationPageOut
 from envoi.notifications.stream import notification_stream
 
+MAX_STREAMS_PER_OPERATOR = 10  # tabs of one operator's consoles; more is a runaway script, or an attack
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 MAX_ID = 2**63 - 1
 NotificationId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -93,6 +95,7 @@ async def mark_read(notification_id: NotificationId, runtime: RuntimeDep, who: S
     },
 )
 async def stream_notifications(
+    request: Request,
     runtime: RuntimeDep,
     who: SignedIn,
     last_event_id: Annotated[
@@ -115,7 +118,7 @@ async def stream_notifications(
         raise StreamUnavailable("live notifications are not running in this process")
     cursor = after
     if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_ID:
+        if not re.fullmatch(r"[0-9]{1,19}", last_event_id.strip()) or int(last_event_id) > MAX_ID:
             raise ValidationFailed("Last-Event-ID is the id of the last notification received", field="Last-Event-ID")
         cursor = int(last_event_id)
     async with runtime.transaction() as session:
@@ -124,8 +127,17 @@ async def stream_notifications(
             raise NotFound("a service account's key has no notifications to stream")
         if cursor is None:
             cursor = await service.newest_id(session, owner)
+    if hub.streams_of(owner) >= MAX_STREAMS_PER_OPERATOR:
+        raise TooManyRequests(f"at most {MAX_STREAMS_PER_OPERATOR} open notification streams per operator")
+
+    async def still_allowed() -> bool:
+        try:
+            return (await principal_of(request)).operator_id == who.operator_id
+        except EnvoiError:
+            return False
+
     events = notification_stream(
-        hub, runtime.sessionmaker, owner, cursor, runtime.settings.notification_heartbeat_seconds
+        hub, runtime.sessionmaker, owner, cursor, runtime.settings.notification_heartbeat_seconds, still_allowed
     )
     # No-transform and no buffering: each event must leave proxies (nginx included) as soon as it is written.
     headers = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}

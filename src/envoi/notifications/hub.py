@@ -112,6 +112,9 @@ class NotificationHub:
             if not subscribers:
                 self._subscriptions.pop(operator_id, None)
 
+    def streams_of(self, operator_id: int) -> int:
+        return len(self._subscriptions.get(operator_id, ()))
+
     @property
     def streams(self) -> int:
         return sum(len(subscribers) for subscribers in self._subscriptions.values())

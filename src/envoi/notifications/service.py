@@ -70,7 +70,10 @@ def _checked_link(link: str | None) -> str | None:
     link = link.strip()
     if len(link) > 2000:
         raise ValidationFailed("a link has at most 2,000 characters", field="link")
-    if (link.startswith("/") and not link.startswith("//")) or link.lower().startswith(("https://", "http://")):
+    unsafe = "\\" in link or any(ord(c) < 0x20 or ord(c) == 0x7F for c in link)
+    if not unsafe and (
+        (link.startswith("/") and not link.startswith("//")) or link.lower().startswith(("https://", "http://"))
+    ):
         return link
     raise ValidationFailed("a link is a console path (/console/...) or an http(s) address", field="link")
 

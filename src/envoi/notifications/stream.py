@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -61,8 +61,10 @@ async def notification_stream(
     operator_id: int,
     after_id: int,
     heartbeat_seconds: float,
+    still_allowed: Callable[[], Coroutine[Any, Any, bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """Until the hub closes (shutdown) or the client goes away, which cancels the generator."""
+    """Until the hub closes (shutdown), the client goes away (which cancels the generator), or, checked at each
+    heartbeat, the caller may no longer read (logged out, deactivated, key revoked)."""
     with hub.subscribe(operator_id) as subscription:
         yield f"retry: {RETRY_MILLISECONDS}\n\n"
         cursor, unread_sent = after_id, -1
@@ -81,5 +83,7 @@ async def notification_stream(
             # wake-up lost while the PostgreSQL listener was reconnecting.
             await subscription.wait(max(0.0, beat_at - time.monotonic()))
             if time.monotonic() >= beat_at:
+                if still_allowed is not None and not await _shielded(still_allowed()):
+                    return
                 yield ": keep-alive\n\n"
                 beat_at = time.monotonic() + heartbeat_seconds

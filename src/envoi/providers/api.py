@@ -105,11 +105,12 @@ async def read_provider(name: Name, runtime: RuntimeDep, _who: CanManageDeliveri
 
 
 @router.post("", response_model=ProviderOut, status_code=201)
-async def add_provider(body: ProviderIn, runtime: RuntimeDep, _who: CanManageDeliveries) -> ProviderOut:
+async def add_provider(body: ProviderIn, runtime: RuntimeDep, who: CanManageDeliveries) -> ProviderOut:
     async with runtime.transaction() as session:
         config = await create_provider(
             session, runtime.providers.static, body.name, body.kind, body.role, body.settings
         )
+        audit(session, who, "created", "provider", body.name, {"kind": body.kind, "role": body.role})
     await runtime.providers.refresh(force=True)
     return _out(config)
 
@@ -143,14 +144,14 @@ async def provider_receipt(name: Name, request: Request, runtime: RuntimeDep) ->
     it gave the provider proves the call."""
     live = runtime.providers.live.get(name)
     if live is None:
-        await runtime.providers.refresh(force=True)  # configured through the API moments ago, in another process
+        await runtime.providers.refresh(force=True, at_most_every=1.0)  # added moments ago, by another process
         live = runtime.providers.live.get(name)
     receipt_from = getattr(live.channel, "receipt_from", None) if live and live.config else None
     if live is None or live.config is None or receipt_from is None:
         raise NotFound(f"no provider named {name!r} takes delivery reports", field="name")
     query = dict(request.query_params)
     if request.method == "POST":
-        query |= {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        query |= {k: v for k, v in (await request.form(max_files=0, max_fields=50)).items() if isinstance(v, str)}
     try:
         receipt = receipt_from(query)
     except PermissionError as error:

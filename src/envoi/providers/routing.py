@@ -171,12 +171,14 @@ class ProviderSet:
         self._lock = asyncio.Lock()
         self._apply(self.static)
 
-    async def refresh(self, *, force: bool = False) -> None:
-        """Read the API's providers again if they changed (looked at every ``refresh_seconds`` at most)."""
-        if not force and time.monotonic() - self._checked < self.refresh_seconds:
+    async def refresh(self, *, force: bool = False, at_most_every: float = 0.0) -> None:
+        """Read the API's providers again if they changed (looked at every ``refresh_seconds`` at most; forced,
+        at most every ``at_most_every`` seconds: callers anyone can make must not hammer the database)."""
+        wait = at_most_every if force else self.refresh_seconds
+        if time.monotonic() - self._checked < wait:
             return
         async with self._lock:
-            if not force and time.monotonic() - self._checked < self.refresh_seconds:
+            if time.monotonic() - self._checked < wait:
                 return
             async with self.sessionmaker() as session:
                 revision = (await session.execute(select(func.count(), func.max(Provider.updated_at)))).one()

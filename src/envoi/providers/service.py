@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.db.base import utcnow
 from envoi.errors import Conflict, NotFound, invalid
 from envoi.providers.config import ProviderConfig, ProviderConfigError, check_roles, parse_provider, revealed
+from envoi.providers.kinds import KINDS
 from envoi.providers.models import Provider
 from envoi.providers.routing import stored_configs
 
@@ -64,7 +65,14 @@ async def update_provider(
     a secret left out or sent back masked keeps its value)."""
     row = await _own_row(session, static, name)
     fields = dict(row.settings)
-    for key, value in (changes.get("settings") or {}).items():
+    given = changes.get("settings") or {}
+    secrets = _secret_fields(row.kind)
+    moved = [key for key, value in given.items() if _is_address(key) and value != row.settings.get(key)]
+    kept = [key for key in secrets if key in row.settings and given.get(key, MASK) == MASK]
+    if moved and kept:
+        # A kept secret must not follow the provider to an address the caller chose: send it again.
+        raise invalid([(f"settings.{key}", f"send it again: {', '.join(sorted(moved))} changes") for key in kept])
+    for key, value in given.items():
         if value != MASK:
             fields[key] = value
     role = changes.get("role", row.role)
@@ -89,6 +97,16 @@ async def _own_row(session: AsyncSession, static: Sequence[ProviderConfig], name
     if row is None:
         raise NotFound(f"no provider is named {name!r}", field="name")
     return row
+
+
+def _is_address(field: str) -> bool:
+    """Settings that say where a provider's requests (and so its secrets) go."""
+    return field.endswith(("url", "uri")) or field in ("host", "port", "ca_file")
+
+
+def _secret_fields(kind: str) -> set[str]:
+    model = KINDS[kind].settings_model()
+    return {name for name, field in model.model_fields.items() if "SecretStr" in str(field.annotation)}
 
 
 def _parsed(name: str, kind: str, role: str | None, settings: Mapping[str, Any]) -> ProviderConfig:

@@ -31,7 +31,8 @@
 
   function safeLink(link) {
     // The server accepts only console paths and http(s) addresses; check again before following one.
-    return typeof link === "string" && (/^\/(?!\/)/.test(link) || /^https?:\/\//i.test(link)) ? link : null;
+    if (typeof link !== "string" || /[\\\u0000-\u001f\u007f]/.test(link)) return null;  // /\evil.com is //evil.com
+    return /^\/(?!\/)/.test(link) || /^https?:\/\//i.test(link) ? link : null;
   }
 
   function NotificationCenter(root) {

@@ -7,16 +7,18 @@ import math
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from envoi.access.models import LoginAttempt
+from envoi.access.models import LoginAttempt, Operator
+from envoi.access.operators import check_login, login_of
 from envoi.db.base import utcnow
+from envoi.errors import TooManyRequests, Unauthorized
 
 
 def login_key(login: str) -> str:
-    """Logins compare without case or surrounding spaces, as operators' emails do."""
-    return login.strip().lower()[:320]
+    """The login as operators' emails are compared: another spelling of the same address counts as it."""
+    return login_of(login)
 
 
 async def _failures(session: AsyncSession, whose: ColumnElement[bool], since: datetime) -> list[datetime]:
@@ -69,3 +71,33 @@ async def record_attempt(session: AsyncSession, login: str, address: str, *, suc
     await session.execute(delete(LoginAttempt).where(LoginAttempt.address == address, LoginAttempt.at < now - keep))
     session.add(LoginAttempt(login=login, address=address, succeeded=succeeded, at=now))
     await session.flush()
+
+
+async def throttled_login(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    login: str,
+    password: str,
+    address: str,
+    *,
+    per_login: int,
+    per_address: int,
+    window: timedelta,
+) -> Operator:
+    """``check_login`` behind the same throttle as the console's form (for SOAP's logins): raises
+    TooManyRequests while the login or the address must wait. Its own unit of work: a failed attempt is
+    recorded (committed) even though the caller's request fails."""
+    key = login_key(login)
+    async with sessionmaker.begin() as session:
+        wait = await minutes_to_wait(session, key, address, per_login=per_login, per_address=per_address, window=window)
+        if wait:
+            raise TooManyRequests(f"Too many failed logins; try again in {wait} minute{'s' if wait > 1 else ''}.")
+        try:
+            operator = await check_login(session, login, password)
+        except Unauthorized as refused:
+            failure: Unauthorized | None = refused
+        else:
+            failure = None
+        await record_attempt(session, key, address, succeeded=failure is None, keep=timedelta(days=1))
+    if failure is not None:
+        raise failure
+    return operator
