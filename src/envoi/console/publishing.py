@@ -3,10 +3,12 @@ and its versions, with the diff between two of them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Path, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from envoi.console.editor import TemplateId, editor_page
@@ -33,38 +35,48 @@ async def publish(request: Request, template_id: TemplateId, viewer: CanPublish)
     return see_other(f"/console/templates/{template_id}?done=published")
 
 
-@router.post("/templates/{template_id}/unpublish")
-async def unpublish(request: Request, template_id: TemplateId, viewer: CanPublish) -> Response:
+async def _change_state(
+    request: Request,
+    template_id: int,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    done: str,
+    *,
+    releases_events: bool = False,
+) -> Response:
+    """Unpublish, pause or resume: a refusal shows on the editor; events released go back to the queue at once."""
     runtime = runtime_of(request)
     try:
         async with runtime.transaction() as session:
-            await service.unpublish_template(session, template_id, viewer.principal.actor)
+            await change(session)
     except Conflict as conflict:
         return await editor_page(request, template_id, errors={"": conflict.message}, status=409)
-    runtime.wakeup.ring()  # its paused events went back to the queue
-    return see_other(f"/console/templates/{template_id}?done=unpublished")
+    if releases_events:
+        runtime.wakeup.ring()
+    return see_other(f"/console/templates/{template_id}?done={done}")
+
+
+@router.post("/templates/{template_id}/unpublish")
+async def unpublish(request: Request, template_id: TemplateId, viewer: CanPublish) -> Response:
+    actor = viewer.principal.actor
+    return await _change_state(
+        request, template_id, lambda s: service.unpublish_template(s, template_id, actor), "unpublished",
+        releases_events=True,
+    )  # fmt: skip
 
 
 @router.post("/templates/{template_id}/pause")
 async def pause(request: Request, template_id: TemplateId, viewer: CanPublish) -> Response:
-    try:
-        async with runtime_of(request).transaction() as session:
-            await service.pause_template(session, template_id, viewer.principal.actor)
-    except Conflict as conflict:
-        return await editor_page(request, template_id, errors={"": conflict.message}, status=409)
-    return see_other(f"/console/templates/{template_id}?done=paused")
+    actor = viewer.principal.actor
+    return await _change_state(request, template_id, lambda s: service.pause_template(s, template_id, actor), "paused")
 
 
 @router.post("/templates/{template_id}/resume")
 async def resume(request: Request, template_id: TemplateId, viewer: CanPublish) -> Response:
-    runtime = runtime_of(request)
-    try:
-        async with runtime.transaction() as session:
-            await service.resume_template(session, template_id, viewer.principal.actor)
-    except Conflict as conflict:
-        return await editor_page(request, template_id, errors={"": conflict.message}, status=409)
-    runtime.wakeup.ring()
-    return see_other(f"/console/templates/{template_id}?done=resumed")
+    actor = viewer.principal.actor
+    return await _change_state(
+        request, template_id, lambda s: service.resume_template(s, template_id, actor), "resumed",
+        releases_events=True,
+    )  # fmt: skip
 
 
 @router.post("/templates/{template_id}/delete")
