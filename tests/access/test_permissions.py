@@ -153,3 +153,19 @@ async def test_a_service_accounts_key_does_what_its_scopes_say(runtime: Runtime,
         assert (read != 403, pushed != 403) == (Permission.VIEW_EVENTS in scopes, Permission.PUSH_EVENTS in scopes)
         refused = await client.get("/api/v1/operators", headers={"Authorization": f"Bearer {plaintext}"})
         assert refused.status_code == 403 and "manage_operators" in refused.json()["error"]["message"]
+
+
+async def test_an_administrator_cannot_lock_themselves_out(runtime: Runtime) -> None:
+    app = create_app(runtime.settings, run_worker=False, runtime=runtime)
+    async with runtime.transaction() as session:
+        admin = await create_operator(session, email="root@example.com", name="Root", password="x" * 12)
+        await add_member(session, "administrators", admin.id)
+        _key, plaintext = await create_api_key(session, "root", operator_id=admin.id)
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://envoi.test") as client:
+        leaving = await client.patch(f"/api/v1/operators/{admin.id}", json={"groups": ["viewers"]}, headers=headers)
+        assert leaving.status_code == 422 and leaving.json()["error"]["field"] == "groups"
+        off = await client.patch(f"/api/v1/operators/{admin.id}", json={"active": False}, headers=headers)
+        assert off.status_code == 422 and off.json()["error"]["field"] == "active"
+        still = await client.get(f"/api/v1/operators/{admin.id}", headers=headers)
+        assert still.json()["groups"] == ["administrators"] and still.json()["active"] is True

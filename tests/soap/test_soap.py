@@ -136,6 +136,9 @@ async def test_logon_session_token_works_until_logoff_or_expiry(
     (token,) = text_of(root, "pstrSessionToken")
     assert text_of(root, "pstrSecurityToken")[0]
     assert (await soap(api, "nms:rtEvent#PushEvent", push_event(token, ORDER)))[0] == 200
+    # A SOAP token opens SOAP only: as the console's session cookie it is nobody.
+    as_cookie = await api.get("/api/v1/me", headers={"Authorization": "", "Cookie": f"envoi_session={token}"})
+    assert as_cookie.status_code == 401
 
     logoff = envelope(
         f'<urn:Logoff xmlns:urn="urn:xtk:session"><urn:sessiontoken>{token}</urn:sessiontoken></urn:Logoff>'

@@ -187,6 +187,10 @@ async def change_operator(
         operator = await _operator(session, operator_id)
         if changes.get("active") is False and operator_id == who.operator_id:
             raise ValidationFailed("you cannot deactivate yourself", field="active")
+        if body.groups is not None and operator_id == who.operator_id and "administrators" not in body.groups:
+            mine = [group.name for group in await group_service.groups_of(session, operator_id)]
+            if "administrators" in mine:
+                raise ValidationFailed("you cannot remove yourself from administrators", field="groups")
         if body.name is not None:
             operator.name = body.name.strip() or operator.name
         if body.active is not None:

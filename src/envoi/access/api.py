@@ -73,7 +73,7 @@ async def _key_principal(request: Request, token: str) -> Principal:
 async def _session_principal(request: Request, token: str) -> Principal:
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
-        operator = await session.get(Operator, await check_session(session, token))
+        operator = await session.get(Operator, await check_session(session, token, "console"))
         if operator is None or not operator.active:
             raise Unauthorized("this operator is no longer active")
         return await operator_principal(session, operator)

@@ -94,20 +94,22 @@ async def set_active(session: AsyncSession, operator: Operator, active: bool) ->
         )
 
 
-async def open_session(session: AsyncSession, operator: Operator, lifetime: timedelta) -> str:
+async def open_session(session: AsyncSession, operator: Operator, lifetime: timedelta, kind: str) -> str:
     token = secrets.token_urlsafe(32)
     now = utcnow()
     session.add(
-        OperatorSession(token_hash=_digest(token), operator_id=operator.id, created_at=now, expires_at=now + lifetime)
+        OperatorSession(
+            token_hash=_digest(token), kind=kind, operator_id=operator.id, created_at=now, expires_at=now + lifetime
+        )
     )
     await session.flush()
     return token
 
 
-async def check_session(session: AsyncSession, token: str) -> int:
+async def check_session(session: AsyncSession, token: str, kind: str) -> int:
     """The operator id behind a live session token."""
     row = await session.scalar(select(OperatorSession).where(OperatorSession.token_hash == _digest(token)))
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+    if row is None or row.kind != kind or row.revoked_at is not None or row.expires_at <= utcnow():
         raise Unauthorized("the session token is unknown, expired or logged off; log on again")
     return row.operator_id
 

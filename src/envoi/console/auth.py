@@ -112,7 +112,7 @@ async def log_in(request: Request) -> Response:
             previous = request.cookies.get(SESSION_COOKIE)
             if previous:  # a new token at each login: a session planted before login is worth nothing after
                 await close_session(session, previous)
-            token = await open_session(session, operator, timedelta(hours=settings.console_session_hours))
+            token = await open_session(session, operator, timedelta(hours=settings.console_session_hours), "console")
     if failure is not None:
         log.info("console.login_failed", login=login, address=address)
         return _login_form(request, email=email, next_path=next_path, error=failure, status=401)

@@ -66,7 +66,7 @@ async def find_viewer(request: Request) -> Viewer | None:
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
         try:
-            operator_id = await check_session(session, token)
+            operator_id = await check_session(session, token, "console")
         except Unauthorized:
             return None
         operator = await session.get(Operator, operator_id)

@@ -123,7 +123,7 @@ async def _authenticate(request: Request, runtime: Runtime, token: str) -> int |
         login, slash, password = token.partition("/")
         found = await _throttled_login(request, runtime, login, password) if slash else None
         async with runtime.transaction() as session:
-            operator = found or await session.get(Operator, await check_session(session, token))
+            operator = found or await session.get(Operator, await check_session(session, token, "soap"))
             if operator is None or not operator.active:
                 raise Unauthorized("this operator is no longer active")
             principal = await operator_principal(session, operator)
@@ -149,7 +149,7 @@ async def _logon(request: Request, runtime: Runtime, operation: etree._Element, 
     lifetime = timedelta(hours=runtime.settings.soap_session_hours)
     operator = await _throttled_login(request, runtime, login.text or "", password.text or "")
     async with runtime.transaction() as session:
-        token = await open_session(session, operator, lifetime)
+        token = await open_session(session, operator, lifetime, "soap")
     values = [
         ("pstrSessionToken", "xsd:string", token),
         ("pstrSecurityToken", "xsd:string", secrets.token_urlsafe(24)),  # accepted from callers, never required
