@@ -1,0 +1,154 @@
+"""Running Envoi: serve (API and worker), a worker alone, migrations, the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvloop
+
+from envoi.access.service import create_api_key, is_valid_key
+from envoi.app import create_app
+from envoi.cli.common import console, load_settings, misconfigured, open_runtime
+from envoi.db.engine import create_engine, create_sessionmaker
+from envoi.db.migrate import pending_migrations, upgrade_database
+from envoi.delivery.listen import listen_for_events
+from envoi.delivery.worker import Worker
+from envoi.demo import load_demo_data
+from envoi.notifications.failures import watch_failure_rates
+from envoi.providers.config import ProviderConfigError, static_providers
+from envoi.server import serve as serve_app
+from envoi.settings import Settings
+
+app = typer.Typer()
+
+
+async def _prepare(settings: Settings) -> str:
+    """Migrate, load the demo once, and return an API key to print (kept in data_dir between runs)."""
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        sessionmaker = create_sessionmaker(engine)
+        key_file = settings.data_dir / "api-key"
+        async with sessionmaker.begin() as session:
+            if settings.load_demo_data:
+                await load_demo_data(session)
+            if key_file.exists() and await is_valid_key(session, key_file.read_text().strip()):
+                return key_file.read_text().strip()
+            _key, plaintext = await create_api_key(session, "envoi serve")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(plaintext + "\n")
+        return plaintext
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the delivery worker too.")] = True,
+) -> None:
+    """Start the API (and the delivery worker), applying migrations and loading demo data first."""
+    settings = load_settings()
+    try:
+        providers = {config.kind.slot: config.name for config in static_providers(settings) if config.role == "default"}
+    except ProviderConfigError as error:
+        raise misconfigured(error) from None
+    api_key = asyncio.run(_prepare(settings))
+    url = f"http://{host}:{port}"
+    database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
+    email = f"provider {providers['email']!r}" if "email" in providers else "the built-in outbox (GET /api/v1/outbox)"
+    example = (
+        f"curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
+        """-d '{"type": "password_reset", "email": "ada@example.com", """
+        """"ctx": {"firstName": "Ada", "resetUrl": "https://example.com/r/1"}}'"""
+    )
+    for line in (
+        f"[bold]Envoi[/] is running at {url}  (API docs: {url}/docs)",
+        f"API key: [bold green]{api_key}[/]",
+        f"Database: {database}. Emails go to {email}.",
+        f"Worker: {'on' if worker else 'off (run envoi worker)'}",
+        f"Console: {url}/console/  (an administrator to log in as: echo 'a long password' | "
+        "envoi operator create --email you@example.com --name You --group administrators)",
+        f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
+    ):
+        console.print(line, soft_wrap=True, highlight=False)
+    serve_app(
+        create_app(settings, run_worker=worker),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.worker_lease_seconds // 4) or 1,
+    )
+
+
+@app.command(name="worker")
+def run_worker() -> None:
+    """Run the delivery worker alone (for deployments with several processes on PostgreSQL)."""
+    settings = load_settings()
+    uvloop.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    runtime = open_runtime(settings)
+    try:
+        if pending := await pending_migrations(runtime.engine):
+            console.print(f"[red]The database needs migrating ({', '.join(pending)}): run envoi migrate.[/]")
+            raise typer.Exit(1)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.outbound, runtime.wakeup)
+        listener = None
+        if not settings.is_sqlite:
+            url = settings.resolved_database_url()
+            listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
+        alerts = asyncio.create_task(watch_failure_rates(settings, runtime.sessionmaker, stop))
+        await worker.run(stop)
+        await alerts
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+    finally:
+        await runtime.aclose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = load_settings()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade_database(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    console.print("Database is up to date.")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes: under 2 minutes.")] = False,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="sqlite or postgresql; repeat for both (the default).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of benchmarks/results/.")] = None,
+    pg_url: Annotated[
+        str, typer.Option(envvar="ENVOI_BENCH_PG_URL", help="A PostgreSQL database to create the bench database from.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """Measure Envoi against this machine's own limits (raw inserts, raw SMTP) on SQLite and PostgreSQL."""
+    from envoi.bench.main import run_bench
+
+    run_bench(quick=quick, backends=backend or ["sqlite", "postgresql"], out=out, pg_admin_url=pg_url, console=console)
