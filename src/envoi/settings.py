@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -97,6 +98,28 @@ class Settings(BaseSettings):
         0.5, gt=0, le=1, description="The share of them ended delivery_failed, routing_failed or too_old that alerts."
     )
     failure_alert_check_seconds: float = Field(30.0, gt=0, description="How often the worker checks failure rates.")
+    scheduler: bool = Field(
+        True, description="Whether this process may run the workflow scheduler (one process leads at a time)."
+    )
+    scheduler_tick_seconds: float = Field(1.0, gt=0, description="How often the scheduler looks for due work.")
+    scheduler_takeover_seconds: float = Field(
+        15.0, gt=0, description="How often a standby process tries to take the lead over from a dead one."
+    )
+    workflow_http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts http_request activities may call (.example.com: any subdomain); empty: any public host.",
+    )
+    workflow_http_allow_private_networks: bool = Field(
+        False, description="Let http_request activities call private and loopback addresses (tests, intranets)."
+    )
+    workflow_pause_reminder_after_seconds: float = Field(
+        7 * 86400.0, gt=0, description="A workflow paused this long reminds its supervisors."
+    )
+    workflow_pause_reminder_every_seconds: float = Field(7 * 86400.0, gt=0, description="Between two reminders.")
+    workflow_pause_reminders: int = Field(4, ge=0, description="Reminders before a paused workflow is stopped.")
+    retention_events_days: float = Field(30.0, gt=0, description="The purge deletes ended events older than this.")
+    retention_workflow_runs_days: float = Field(30.0, gt=0)
+    retention_notifications_days: float = Field(90.0, gt=0)
     console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts.")
     console_secure_cookie: bool = Field(
         False, description="Mark the session cookie Secure even when Envoi sees plain http (behind a TLS proxy)."
@@ -113,6 +136,14 @@ class Settings(BaseSettings):
     load_demo_data: bool = True
     log_json: bool = False
     log_level: str = "info"
+
+    @field_validator("workflow_http_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        """ENVOI_WORKFLOW_HTTP_ALLOWED_HOSTS=api.example.com,.internal.example.com"""
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -21,6 +21,7 @@ from envoi.runtime import Runtime
 
 VIEW, EDIT, PUBLISH = Permission.VIEW_EVENTS, Permission.EDIT_TEMPLATES, Permission.PUBLISH
 PUSH, OPERATORS, DELIVERIES = Permission.PUSH_EVENTS, Permission.MANAGE_OPERATORS, Permission.MANAGE_DELIVERIES
+WORKFLOWS = Permission.MANAGE_WORKFLOWS
 ANYONE = None  # any authenticated caller
 
 NEEDS: dict[tuple[str, str], Permission | None] = {
@@ -71,6 +72,21 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/v1/providers/{name}"): DELIVERIES,
     ("PATCH", "/api/v1/providers/{name}"): DELIVERIES,
     ("DELETE", "/api/v1/providers/{name}"): DELIVERIES,
+    ("GET", "/api/v1/workflow-activities"): VIEW,
+    ("GET", "/api/v1/workflows"): VIEW,
+    ("POST", "/api/v1/workflows"): WORKFLOWS,
+    ("GET", "/api/v1/workflows/{workflow_id}"): VIEW,
+    ("PATCH", "/api/v1/workflows/{workflow_id}"): WORKFLOWS,
+    ("DELETE", "/api/v1/workflows/{workflow_id}"): WORKFLOWS,
+    ("POST", "/api/v1/workflows/{workflow_id}/{action}"): WORKFLOWS,
+    ("POST", "/api/v1/workflows/{workflow_id}/runs"): WORKFLOWS,
+    ("GET", "/api/v1/workflows/{workflow_id}/runs"): VIEW,
+    ("GET", "/api/v1/workflows/{workflow_id}/runs/{run_id}"): VIEW,
+    ("GET", "/api/v1/workflow-templates"): VIEW,
+    ("POST", "/api/v1/workflow-templates"): WORKFLOWS,
+    ("GET", "/api/v1/workflow-templates/{template_id}"): VIEW,
+    ("PATCH", "/api/v1/workflow-templates/{template_id}"): WORKFLOWS,
+    ("DELETE", "/api/v1/workflow-templates/{template_id}"): WORKFLOWS,
     ("GET", "/api/v1/me"): ANYONE,
     ("GET", "/api/v1/notifications"): ANYONE,  # the caller's own
     ("POST", "/api/v1/notifications/read-all"): ANYONE,

@@ -9,6 +9,7 @@ from envoi.events import models as events_models
 from envoi.notifications import models as notifications_models
 from envoi.providers import models as providers_models
 from envoi.templates import models as templates_models
+from envoi.workflows import models as workflows_models
 
 metadata = Base.metadata
 
@@ -22,4 +23,5 @@ __all__ = [
     "outbox",
     "providers_models",
     "templates_models",
+    "workflows_models",
 ]

@@ -1,0 +1,1 @@
+"""Workflows: definitions, runs, activities, the scheduler and error management."""

@@ -1,0 +1,171 @@
+"""Envoi's own upkeep, run by the technical workflows: purge, lease recovery, hourly statistics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import delete, func, select, update
+
+from envoi.channels.outbox import OutboxMessage
+from envoi.delivery.models import Message
+from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.notifications.models import Notification
+from envoi.workflows.activities.base import Activity, ActivitySettings, Done, RunContext
+from envoi.workflows.models import HourlyStatistic, WorkflowRun
+
+_CHUNK = 1000
+_WAITING = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
+
+
+class PurgeSettings(ActivitySettings):
+    pass
+
+
+class PurgeActivity(Activity[PurgeSettings]):
+    kind = "purge"
+    settings_model = PurgeSettings
+    description = (
+        "Deletes ended events (with their messages and timeline), captured outbox messages, workflow runs and "
+        "notifications older than the retention settings (ENVOI_RETENTION_*)."
+    )
+
+    async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
+        session, retention = context.session, context.settings
+        before = context.now - timedelta(days=retention.retention_events_days)
+        events = 0
+        while True:  # in chunks: one huge DELETE would hold its locks (and SQLite's only lock) for long
+            ids = list(
+                await session.scalars(
+                    select(Event.id)
+                    .where(Event.created_at < before, Event.status.not_in([int(s) for s in _WAITING]))
+                    .limit(_CHUNK)
+                )
+            )
+            if not ids:
+                break
+            await session.execute(delete(Message).where(Message.event_id.in_(ids)))
+            await session.execute(delete(EventStatusChange).where(EventStatusChange.event_id.in_(ids)))
+            await session.execute(delete(Event).where(Event.id.in_(ids)))
+            events += len(ids)
+        outbox = await _deleted(session, delete(OutboxMessage).where(OutboxMessage.created_at < before))
+        runs_before = context.now - timedelta(days=retention.retention_workflow_runs_days)
+        runs = await _deleted(
+            session, delete(WorkflowRun).where(WorkflowRun.ended_at < runs_before, WorkflowRun.id != context.run_id)
+        )
+        notices_before = context.now - timedelta(days=retention.retention_notifications_days)
+        notices = await _deleted(session, delete(Notification).where(Notification.created_at < notices_before))
+        context.log(
+            f"deleted {events} events older than {retention.retention_events_days} days, {outbox} outbox "
+            f"messages, {runs} workflow runs, {notices} notifications"
+        )
+        return Done(count=events)
+
+
+async def _deleted(session: Any, statement: Any) -> int:
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)
+
+
+class RecoverLeasesSettings(ActivitySettings):
+    pass
+
+
+class RecoverLeasesActivity(Activity[RecoverLeasesSettings]):
+    kind = "recover_leases"
+    settings_model = RecoverLeasesSettings
+    description = (
+        "Returns events whose worker died mid-batch (lease ended) to the queue, counted as a failed attempt, so "
+        "that no event shows 'processing' for longer than a lease."
+    )
+
+    async def run(self, settings: RecoverLeasesSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
+        result = await context.session.execute(
+            update(Event)
+            .where(Event.status == EventStatus.PROCESSING, Event.next_attempt_at < context.now)
+            .values(
+                status=EventStatus.PENDING,
+                lease_owner=None,
+                error_count=Event.error_count + 1,
+                last_error="the worker handling it stopped before recording",
+                updated_at=context.now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        recovered = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        context.log(f"{recovered} events returned to the queue")
+        return Done(count=recovered)
+
+
+class StatisticsSettings(ActivitySettings):
+    backfill_hours: int = Field(48, ge=1, le=24 * 31, description="How far back a first run counts.")
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+class StatisticsActivity(Activity[StatisticsSettings]):
+    kind = "hourly_statistics"
+    settings_model = StatisticsSettings
+    description = "Counts each past hour's events received and ended and messages sent, per type and channel."
+
+    async def run(self, settings: StatisticsSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
+        session = context.session
+        current = _hour(context.now)
+        last = await session.scalar(select(func.max(HourlyStatistic.hour)))
+        start = last + timedelta(hours=1) if last else current - timedelta(hours=settings.backfill_hours)
+        start = max(start, current - timedelta(hours=settings.backfill_hours))
+        hours = 0
+        while start < current:
+            await _count_hour(session, start)
+            start += timedelta(hours=1)
+            hours += 1
+        context.log(f"{hours} hours counted")
+        return Done(count=hours)
+
+
+async def _count_hour(session: Any, hour: datetime) -> None:
+    end = hour + timedelta(hours=1)
+    rows: dict[tuple[str, str], dict[str, int]] = {}
+
+    def row(event_type: str, channel: str) -> dict[str, int]:
+        return rows.setdefault(
+            (event_type, channel), dict.fromkeys(("received", "processed", "ignored", "failed", "messages"), 0)
+        )
+
+    received = await session.execute(
+        select(Event.type, Event.channel, func.count())
+        .where(Event.created_at >= hour, Event.created_at < end)
+        .group_by(Event.type, Event.channel)
+    )
+    for event_type, channel, count in received:
+        row(event_type, channel)["received"] = count
+    ended = await session.execute(
+        select(Event.type, Event.channel, EventStatusChange.status, func.count())
+        .join(Event, Event.id == EventStatusChange.event_id)
+        .where(EventStatusChange.at >= hour, EventStatusChange.at < end)
+        .group_by(Event.type, Event.channel, EventStatusChange.status)
+    )
+    for event_type, channel, status, count in ended:
+        if status == EventStatus.PROCESSED:
+            row(event_type, channel)["processed"] += count
+        elif status == EventStatus.IGNORED:
+            row(event_type, channel)["ignored"] += count
+        elif status in (EventStatus.DELIVERY_FAILED, EventStatus.ROUTING_FAILED, EventStatus.TOO_OLD):
+            row(event_type, channel)["failed"] += count
+    sent = await session.execute(
+        select(Event.type, Message.channel, func.count())
+        .join(Event, Event.id == Message.event_id)
+        .where(Message.created_at >= hour, Message.created_at < end)
+        .group_by(Event.type, Message.channel)
+    )
+    for event_type, channel, count in sent:
+        row(event_type, channel)["messages"] += count
+    await session.execute(delete(HourlyStatistic).where(HourlyStatistic.hour == hour))
+    session.add_all(
+        HourlyStatistic(hour=hour, event_type=event_type, channel=channel, **counts)
+        for (event_type, channel), counts in rows.items()
+    )
+    await session.flush()
