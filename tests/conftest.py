@@ -24,6 +24,7 @@ from envoi.delivery.worker import Worker
 from envoi.events.models import Event, EventStatus
 from envoi.runtime import Runtime
 from envoi.settings import Settings
+from tests.smsc import SmscPeer
 from tests.smtp_sink import SmtpSink, start_sink
 
 PG_ADMIN_URL = os.environ.get("ENVOI_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -107,6 +108,15 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink = start_sink()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[SmscPeer]:
+    """A real SMPP server (SMSC) on 127.0.0.1."""
+    peer = SmscPeer()
+    await peer.start()
+    yield peer
+    await peer.stop()
 
 
 @pytest.fixture

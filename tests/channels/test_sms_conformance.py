@@ -146,14 +146,6 @@ async def receipt_endpoint() -> AsyncIterator[ReceiptEndpoint]:
 
 
 @pytest.fixture
-async def smsc() -> AsyncIterator[SmscPeer]:
-    peer = SmscPeer()
-    await peer.start()
-    yield peer
-    await peer.stop()
-
-
-@pytest.fixture
 async def kannel(tmp_path: Path) -> AsyncIterator[KannelPeer]:
     peer = KannelPeer(tmp_path)
     await peer.start()

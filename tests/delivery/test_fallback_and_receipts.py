@@ -31,14 +31,6 @@ class Envoi(NamedTuple):
 
 
 @pytest.fixture
-async def smsc() -> AsyncIterator[SmscPeer]:
-    peer = SmscPeer()
-    await peer.start()
-    yield peer
-    await peer.stop()
-
-
-@pytest.fixture
 async def envoi(settings: Settings, smsc: SmscPeer, smtp_sink: SmtpSink) -> AsyncIterator[Envoi]:
     urls = {"smpp_url": SecretStr(smsc.url), "smtp_url": SecretStr(smtp_sink.url)}
     runtime = Runtime.create(settings.model_copy(update=urls))

@@ -73,14 +73,6 @@ async def test_an_sms_event_goes_to_the_outbox_by_default(api: httpx.AsyncClient
 
 
 @pytest.fixture
-async def smsc() -> AsyncIterator[SmscPeer]:
-    peer = SmscPeer()
-    await peer.start()
-    yield peer
-    await peer.stop()
-
-
-@pytest.fixture
 async def smpp_envoi(settings: Settings, smsc: SmscPeer) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     runtime = Runtime.create(settings.model_copy(update={"smpp_url": SecretStr(smsc.url)}))
     async with await make_client(runtime) as client:

@@ -41,6 +41,10 @@ class RecycleSettings(ActivitySettings):
         return self
 
 
+def _address(event: Event, channel: str) -> str | None:
+    return {"email": event.email, "sms": event.mobile_phone, "push": event.registration_token}[channel]
+
+
 def recycled_key(event_id: int) -> str:
     return f"recycled-from:{event_id}"
 
@@ -67,7 +71,7 @@ class RecycleFailedEventsActivity(Activity[RecycleSettings]):
         )
         if settings.event_types:
             failed = failed.where(Event.type.in_(settings.event_types))
-        created = refused = seen = 0
+        created = refused = seen = skipped = 0
         after = 0
         while seen < settings.limit:
             events = list(
@@ -83,7 +87,16 @@ class RecycleFailedEventsActivity(Activity[RecycleSettings]):
                     )
                 )
             )
-            todo = [e for e in events if recycled_key(e.id) not in done]
+            todo = []
+            for e in events:
+                if recycled_key(e.id) in done:
+                    continue
+                if _address(e, settings.to_channel):
+                    todo.append(e)
+                else:
+                    skipped += 1
+                    if skipped <= 10:
+                        context.log(f"event {e.id} not recycled: it has no address for {settings.to_channel}")
             copies: list[tuple[EventIn, int | None]] = [
                 (copy_of(e, e.type, settings.to_channel, "realtime", f"recycled from event {e.id}"), None) for e in todo
             ]
@@ -104,7 +117,10 @@ class RecycleFailedEventsActivity(Activity[RecycleSettings]):
                     keys,
                 )
             created += len(keys)
-        context.log(f"{created} {settings.from_channel} events recycled as {settings.to_channel}, {refused} refused")
+        context.log(
+            f"{created} {settings.from_channel} events recycled as {settings.to_channel}, {refused} refused, "
+            f"{skipped} without an address for {settings.to_channel}"
+        )
         if refused and not created:
             raise ActivityFailed(f"none of the {refused} failed events could be recycled as {settings.to_channel}")
         return Done(count=created)
