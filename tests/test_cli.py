@@ -128,3 +128,27 @@ def test_serve_refuses_a_providers_file_with_a_mistake_and_says_where(tmp_path: 
     assert result.returncode == 2, result.stdout + result.stderr
     said = " ".join(result.stdout.split())
     assert "providers.relay.settings.port" in said and "Field required" in said
+
+
+def test_workflow_list_and_run(tmp_path: Path) -> None:
+    def envoi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "envoi", "workflow", *args],
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "ENVOI_DATA_DIR": str(tmp_path / "data")},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = envoi("list")
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"purge\s+│ started\s+│ \d{4}-\d\d-\d\d 03:30 │ workflow_supervisors", listed.stdout), (
+        listed.stdout
+    )
+    ran = envoi("run", "purge")
+    assert ran.returncode == 0 and "Run 1 of purge started: /console/workflows/" in ran.stdout, ran.stdout
+    again = envoi("run", "purge")  # nothing carried the first one out yet: no scheduler runs here
+    assert again.returncode == 1 and "already running" in again.stdout
+    unknown = envoi("run", "nightly")
+    assert unknown.returncode == 1 and "no workflow is named 'nightly'" in unknown.stdout

@@ -127,6 +127,14 @@ async def update_workflow(
     return workflow
 
 
+def upcoming_run(workflow: Workflow, now: datetime | None = None) -> datetime | None:
+    """When a workflow runs next: its stored time, or for a started one the scheduler has not yet seen (Envoi's
+    own, right after the migration) the next time its schedule gives."""
+    if workflow.state != WorkflowState.STARTED or workflow.is_template:
+        return None
+    return workflow.next_run_at or _next(workflow, now or utcnow())
+
+
 def _next(workflow: Workflow, now: datetime) -> datetime | None:
     step = parse_definition(workflow.definition).scheduler
     return step.settings.schedule.next_after(now) if step else None  # type: ignore[attr-defined]
