@@ -9,8 +9,9 @@ Stored as JSON::
         {"name": "done", "kind": "end"}
     ]}
 
-``next`` is a list (followed when the activity is done) or, for activities with several outcomes, a mapping of
-outcome to list. Activities without a predecessor start the run. The graph has no cycle: a run always ends.
+``next`` is a list (followed when the activity is done) or, for activities with several outcomes (``test``), a
+mapping of outcome to list. Activities without a predecessor start the run. The graph has no cycle: a run always
+ends. Every problem is listed, each with its path, not only the first.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Definition:
 
 
 def parse_definition(document: Any) -> Definition:
-    """The definition, or a ValidationFailed listing every problem with its path (``activities[2].settings.url``)."""
+    """The definition, or a ValidationFailed listing every problem with its path
+    (``definition.activities[2].settings.url``)."""
     problems: list[tuple[str, str]] = []
     if not isinstance(document, dict) or not isinstance(document.get("activities"), list):
         raise ValidationFailed("a definition is an object with a list of activities", field="definition.activities")
@@ -73,29 +75,44 @@ def parse_definition(document: Any) -> Definition:
         problems.append(("definition", f"unknown keys: {', '.join(sorted(unknown_keys))}"))
     if not raw:
         problems.append(("definition.activities", "a workflow has at least one activity"))
-    steps: dict[str, Step] = {}
+    read: dict[str, _Read] = {}
     for index, item in enumerate(raw):
         where = f"definition.activities[{index}]"
-        step = _parse_step(item, where, problems)
-        if step is None:
+        activity = _read_activity(item, where, problems)
+        if activity is None:
             continue
-        if step.name in steps:
-            problems.append((f"{where}.name", f"{step.name!r} is used twice; names are unique"))
+        if activity.name in read:
+            problems.append((f"{where}.name", f"{activity.name!r} is used twice; names are unique"))
             continue
-        steps[step.name] = step
-    for step in steps.values():
-        for outcome, names in step.transitions.items():
+        read[activity.name] = activity
+    for activity in read.values():
+        for outcome, names in activity.transitions.items():
+            said = f"{outcome}: " if activity.kind in ACTIVITIES and len(ACTIVITIES[activity.kind].outcomes) > 1 else ""
             for name in names:
-                if name not in steps:
-                    problems.append((f"activities.{step.name}.next", f"{outcome}: no activity is named {name!r}"))
-    if not problems:
-        problems += _shape_problems(Definition(steps))
+                if name not in read:
+                    problems.append((f"{activity.where}.next", f"{said}no activity is named {name!r}"))
+    problems += _shape_problems(read)  # on the activities that could be read, so one bad activity hides nothing
     if problems:
         raise invalid(problems)
-    return Definition(steps)
+    return Definition(
+        {a.name: Step(a.name, a.kind, a.settings, a.transitions) for a in read.values() if a.settings is not None}
+    )
 
 
-def _parse_step(item: Any, where: str, problems: list[tuple[str, str]]) -> Step | None:
+@dataclass(frozen=True)
+class _Read:
+    """An activity as read: its settings are None when they are invalid (the problem is already listed)."""
+
+    where: str
+    name: str
+    kind: str
+    settings: BaseModel | None
+    transitions: dict[str, tuple[str, ...]]
+
+
+def _read_activity(item: Any, where: str, problems: list[tuple[str, str]]) -> _Read | None:
+    """The activity, kept as long as it has a usable name: the others can still refer to it, so one problem (a bad
+    URL) does not also show as another (no activity of that name)."""
     if not isinstance(item, dict):
         problems.append((where, "an activity is an object with name, kind, settings and next"))
         return None
@@ -106,24 +123,39 @@ def _parse_step(item: Any, where: str, problems: list[tuple[str, str]]) -> Step 
     if not isinstance(name, str) or not _NAME.match(name):
         problems.append((f"{where}.name", "a name is 1 to 50 lowercase letters, digits or _, starting with a letter"))
         return None
-    if kind not in ACTIVITIES:
-        problems.append((f"{where}.kind", f"unknown activity {kind!r}; known: {', '.join(sorted(ACTIVITIES))}"))
-        return None
+    if not isinstance(kind, str) or kind not in ACTIVITIES:
+        said = f"unknown activity {kind!r}" if kind is not None else "an activity needs a kind"
+        problems.append((f"{where}.kind", f"{said}; known: {', '.join(sorted(ACTIVITIES))}"))
+        return _Read(where, name, "", None, _names_only(item.get("next")))
     activity = ACTIVITIES[kind]
+    settings: BaseModel | None = None
     try:
         settings = activity.settings_model.model_validate(item.get("settings") or {})
     except ValidationError as error:
         for problem in error.errors():
             path = ".".join(str(part) for part in problem["loc"])
-            problems.append((f"{where}.settings{'.' + path if path else ''}", problem["msg"]))
-        return None
-    transitions = _transitions(item.get("next", []), activity, f"{where}.next", problems)
-    return Step(name, kind, settings, transitions)
+            message = problem["msg"].removeprefix("Value error, ")  # pydantic's wording, not the user's
+            problems.append((f"{where}.settings{'.' + path if path else ''}", message))
+    transitions = _transitions(item.get("next"), activity, f"{where}.next", problems)
+    return _Read(where, name, kind, settings, transitions)
+
+
+def _names_only(raw: Any) -> dict[str, tuple[str, ...]]:
+    """The names an activity of an unknown kind leads to, for the checks of the graph."""
+    lists = raw.values() if isinstance(raw, dict) else [raw]
+    return {"?": tuple(n for names in lists if isinstance(names, list) for n in names if isinstance(n, str))}
 
 
 def _transitions(
     raw: Any, activity: Activity[Any], where: str, problems: list[tuple[str, str]]
 ) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    several = len(activity.outcomes) > 1
+    if isinstance(raw, list) and several:  # which outcome would a plain list follow? Ask rather than guess
+        example = ", ".join(f'"{outcome}": [...]' for outcome in activity.outcomes)
+        problems.append((where, f"{activity.kind} has outcomes {', '.join(activity.outcomes)}: next is {{{example}}}"))
+        return {}
     if isinstance(raw, list):
         raw = {activity.outcomes[0]: raw}
     if not isinstance(raw, dict) or not all(
@@ -138,44 +170,58 @@ def _transitions(
         )
     if activity.kind == "end" and any(raw.values()):
         problems.append((where, "end is the last activity of its branch: it has no next"))
+    for names in raw.values():
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            problems.append((where, f"{', '.join(twice)} named twice: it would run twice"))
     return {outcome: tuple(names) for outcome, names in raw.items() if outcome in activity.outcomes}
 
 
-def _shape_problems(definition: Definition) -> list[tuple[str, str]]:
+def _shape_problems(read: dict[str, _Read]) -> list[tuple[str, str]]:
+    """One scheduler at most, that nothing leads to; something starts the run; no cycle. Transitions to missing
+    activities are left out (already listed)."""
+    graph = {name: [to for names in a.transitions.values() for to in names if to in read] for name, a in read.items()}
     problems: list[tuple[str, str]] = []
-    schedulers = [step.name for step in definition.steps.values() if step.kind == "scheduler"]
+    schedulers = [a for a in read.values() if a.kind == "scheduler"]
     if len(schedulers) > 1:
-        problems.append(("definition.activities", f"one scheduler at most; found {', '.join(schedulers)}"))
-    roots = definition.roots
-    if schedulers and schedulers[0] not in roots:
-        problems.append((f"activities.{schedulers[0]}", "the scheduler starts the workflow: nothing leads to it"))
-    if not roots:
+        names = ", ".join(a.name for a in schedulers)
+        problems.append(("definition.activities", f"one scheduler at most; found {names}"))
+    for scheduler in schedulers:
+        leading = [name for name, following in graph.items() if scheduler.name in following]
+        if leading:
+            problems.append(
+                (
+                    scheduler.where,
+                    f"the scheduler starts the workflow: nothing may lead to it ({', '.join(leading)} does)",
+                )
+            )
+    followed = {to for following in graph.values() for to in following}
+    if read and not set(read) - followed:
         problems.append(("definition.activities", "every activity follows another: nothing starts the workflow"))
-    cycle = _cycle(definition)
+    cycle = _cycle(graph)
     if cycle:
         problems.append(("definition.activities", f"activities lead back to themselves: {' → '.join(cycle)}"))
     return problems
 
 
-def _cycle(definition: Definition) -> list[str] | None:
+def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
     """A cycle of the graph as a path, if there is one (a depth-first search with colours)."""
-    colour: dict[str, int] = dict.fromkeys(definition.steps, 0)  # 0 new, 1 on the path, 2 done
+    colour: dict[str, int] = dict.fromkeys(graph, 0)  # 0 new, 1 on the path, 2 done
     path: list[str] = []
 
     def visit(name: str) -> list[str] | None:
         colour[name] = 1
         path.append(name)
-        for names in definition.steps[name].transitions.values():
-            for following in names:
-                if colour[following] == 1:
-                    return [*path[path.index(following) :], following]
-                if colour[following] == 0 and (found := visit(following)):
-                    return found
+        for following in graph[name]:
+            if colour[following] == 1:
+                return [*path[path.index(following) :], following]
+            if colour[following] == 0 and (found := visit(following)):
+                return found
         path.pop()
         colour[name] = 2
         return None
 
-    for name in definition.steps:
+    for name in graph:
         if colour[name] == 0 and (found := visit(name)):
             return found
     return None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from envoi.workflows.models import Workflow, WorkflowRun, WorkflowStep
 
@@ -41,6 +42,14 @@ class WorkflowFields(_Camel):
         le=1000,
         description="ignore: suspend at this many errors in a row (0: never).",
     )
+
+    @field_validator("label", "definition", "on_error", "error_threshold")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out, a field keeps its value; null would erase one that has no "nothing" (supervisors has: nobody)
+        if value is None:
+            raise PydanticCustomError("not_null", "cannot be null: leave it out to keep its value")
+        return value
 
 
 class WorkflowIn(WorkflowFields):

@@ -69,14 +69,18 @@ class Activity(Generic[S]):
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST = timedelta(days=3660)  # beyond ten years a wait or an age is a typo, and far beyond, not a date at all
 
 
 def parse_duration(value: str) -> timedelta:
-    """ "90s", "15m", "2h", "7d", "1w" as a timedelta."""
+    """ "90s", "15m", "2h", "7d", "1w" as a timedelta, up to ten years."""
     found = _DURATION.match(value)
     if not found:
         raise ValueError("a duration is a number and a unit: s, m, h, d or w (for example 15m or 7d)")
-    return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+    seconds = float(found[1]) * _UNITS[found[2]]
+    if seconds > _LONGEST.total_seconds():
+        raise ValueError("a duration is at most ten years (3660d)")
+    return timedelta(seconds=seconds)
 
 
 def _checked_duration(value: str) -> str:

@@ -18,6 +18,7 @@ from envoi.settings import Settings
 from envoi.workflows.activities.base import Activity, ActivityFailed, ActivitySettings, Done, RunContext
 
 _EXCERPT = 300
+_SET_BY_ENVOI = {"host", "content-length", "transfer-encoding", "connection"}  # a second one would garble the request
 
 
 class HttpRequestSettings(ActivitySettings):
@@ -44,6 +45,8 @@ class HttpRequestSettings(ActivitySettings):
         for name, header in value.items():
             if not name.isascii() or not name.replace("-", "").isalnum() or any(c in header for c in "\r\n\0"):
                 raise ValueError(f"header {name!r}: a name of letters, digits and -, a value on one line")
+            if name.lower() in _SET_BY_ENVOI:
+                raise ValueError(f"header {name!r} is set by Envoi from the URL and the body")
         return value
 
 

@@ -73,4 +73,4 @@ class PushEventsActivity(Activity[PushEventsSettings]):
         context.log(f"{created} events of {settings.event_type} created, {refused} refused")
         if refused and not created:
             raise ActivityFailed(f"none of the {refused} events could be turned into {settings.event_type} events")
-        return Done(count=created)
+        return Done(output={"count": created}, count=created)  # a test after it can check how many

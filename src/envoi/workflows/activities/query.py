@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from sqlalchemy import Select, func, select
@@ -26,7 +26,7 @@ _STATUSES = {status.label: status for status in EventStatus}
 class QuerySettings(ActivitySettings):
     event_types: list[str] = Field(default_factory=list, description="Any of these types; empty: every type.")
     statuses: list[str] = Field(default_factory=list, description="Any of these statuses; empty: every status.")
-    channels: list[str] = Field(default_factory=list)
+    channels: list[Literal["email", "sms", "push"]] = Field(default_factory=list, description="Empty: every channel.")
     received_within: Duration | None = Field(None, description="Only events received in the last 15m, 1d...")
     limit: int = Field(10_000, ge=1, le=1_000_000)
 

@@ -34,7 +34,7 @@ class PurgeActivity(Activity[PurgeSettings]):
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
         session, retention = context.session, context.settings
         before = context.now - timedelta(days=retention.retention_events_days)
-        events = 0
+        events = messages = 0
         while True:  # in chunks: one huge DELETE would hold its locks (and SQLite's only lock) for long
             ids = list(
                 await session.scalars(
@@ -45,7 +45,7 @@ class PurgeActivity(Activity[PurgeSettings]):
             )
             if not ids:
                 break
-            await session.execute(delete(Message).where(Message.event_id.in_(ids)))
+            messages += await _deleted(session, delete(Message).where(Message.event_id.in_(ids)))
             await session.execute(delete(EventStatusChange).where(EventStatusChange.event_id.in_(ids)))
             await session.execute(delete(Event).where(Event.id.in_(ids)))
             events += len(ids)
@@ -57,8 +57,10 @@ class PurgeActivity(Activity[PurgeSettings]):
         notices_before = context.now - timedelta(days=retention.retention_notifications_days)
         notices = await _deleted(session, delete(Notification).where(Notification.created_at < notices_before))
         context.log(
-            f"deleted {events} events older than {retention.retention_events_days} days, {outbox} outbox "
-            f"messages, {runs} workflow runs, {notices} notifications"
+            f"deleted {events} ended events older than {retention.retention_events_days:g} days with their "
+            f"{messages} messages, {outbox} outbox messages, {runs} workflow runs older than "
+            f"{retention.retention_workflow_runs_days:g} days, {notices} notifications older than "
+            f"{retention.retention_notifications_days:g} days"
         )
         return Done(count=events)
 
