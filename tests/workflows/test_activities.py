@@ -484,6 +484,36 @@ async def test_an_answer_outside_2xx_fails_with_the_status_and_the_start_of_the_
     assert steps(result)["call"]["logs"] == [f"GET {http_peer.url}/gone: HTTP 404: answer 404"]
 
 
+async def test_expected_statuses_make_other_answers_a_success_to_branch_on(
+    wf_api: httpx.AsyncClient, wf_runtime: Runtime, http_peer: HttpPeer
+) -> None:
+    http_peer.answer(503)
+    graph = definition(
+        {"name": "start", "kind": "scheduler", "settings": {"cron": "0 6 * * *"}, "next": ["call"]},
+        {
+            "name": "call",
+            "kind": "http_request",
+            "settings": {"url": f"{http_peer.url}/health", "expected_statuses": [200, 503]},
+            "next": ["down"],
+        },
+        {"name": "down", "kind": "test", "settings": {"subject": "status", "operator": "==", "value": 503},
+         "next": {"true": ["alert"], "false": ["fine"]}},
+        {"name": "alert", "kind": "end"},
+        {"name": "fine", "kind": "end"},
+    )  # fmt: skip
+    created = await wf_api.post("/api/v1/workflows", json={"name": "health", "definition": graph})
+    result = await run(wf_api, wf_runtime, created.json()["id"])
+    assert result["status"] == "succeeded"
+    assert set(steps(result)) == {"start", "call", "down", "alert"}
+    refused = await wf_api.post(
+        "/api/v1/workflows",
+        json={"name": "bad", "definition": definition(*calling(http_peer.url, expected_statuses=[200, 700]))},
+    )
+    assert refused.json()["error"]["errors"] == [
+        {"field": "definition.activities[1].settings.expected_statuses", "message": "HTTP statuses are 100 to 599"}
+    ]
+
+
 # -- upkeep: purge, lease recovery, hourly statistics --------------------------------------------------------------
 
 
@@ -493,6 +523,7 @@ async def test_purge_deletes_old_ended_events_with_their_messages_and_timeline_a
     await published_template(wf_api, "order_confirmation")
     ended = [await push(wf_api, email=f"old{i}@example.com") for i in range(3)]
     recent = await push(wf_api, email="new@example.com")
+    ended_lately = await push(wf_api, email="late@example.com")  # received 40 days ago, sent yesterday
     await drain(wf_runtime)
     tomorrow = (utcnow() + timedelta(days=1)).isoformat()
     waiting = [await push(wf_api, email=f"wait{i}@example.com", scheduled=tomorrow) for i in range(3)]
@@ -502,7 +533,10 @@ async def test_purge_deletes_old_ended_events_with_their_messages_and_timeline_a
         await session.execute(update(Event).where(Event.id == waiting[1]).values(status=EventStatus.PROCESSING))
         await session.execute(update(Event).where(Event.id == waiting[2]).values(status=EventStatus.PAUSED))
         await session.execute(update(Event).where(Event.id == ended[2]).values(status=EventStatus.DELIVERY_FAILED))
-        await session.execute(update(Event).where(Event.id.in_([*ended, *waiting])).values(created_at=long_ago))
+        await session.execute(
+            update(Event).where(Event.id.in_([*ended, *waiting])).values(created_at=long_ago, updated_at=long_ago)
+        )
+        await session.execute(update(Event).where(Event.id == ended_lately).values(created_at=long_ago))
         session.add_all(  # this runtime sends emails by SMTP: what the outbox channel would have captured
             OutboxMessage(channel="sms", sender="Shop", recipient=f"+3361234567{i}", text="Hi", created_at=at)
             for i, at in enumerate([long_ago, long_ago, long_ago, utcnow()])
@@ -543,12 +577,13 @@ async def test_purge_deletes_old_ended_events_with_their_messages_and_timeline_a
         runs = list(await session.scalars(select(WorkflowRun.id).where(WorkflowRun.workflow_id == purge)))
     assert left == {
         recent: EventStatus.PROCESSED,
+        ended_lately: EventStatus.PROCESSED,
         waiting[0]: EventStatus.PENDING,
         waiting[1]: EventStatus.PROCESSING,
         waiting[2]: EventStatus.PAUSED,
     }
-    assert messages == [recent]
-    assert timeline <= {recent, *waiting} and recent in timeline
+    assert sorted(messages) == [recent, ended_lately]
+    assert timeline <= {recent, ended_lately, *waiting} and recent in timeline
     assert outbox_left == outbox[3:]
     assert notices == ["recent"]
     assert runs == [result["id"]]

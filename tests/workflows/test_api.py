@@ -378,7 +378,7 @@ async def test_every_activity_kind_is_listed_with_a_settings_schema(wf_api: http
         assert listed["outcomes"] == (["true", "false"] if kind == "test" else ["done"]), kind
     http = kinds["http_request"]["settingsSchema"]
     assert http["required"] == ["url"]
-    assert set(http["properties"]) == {"url", "method", "headers", "body", "timeout"}
+    assert set(http["properties"]) == {"url", "method", "headers", "body", "timeout", "expected_statuses"}
     assert http["properties"]["method"]["enum"] == ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
     assert kinds["wait"]["settingsSchema"]["required"] == ["duration"]
     assert kinds["scheduler"]["settingsSchema"]["required"] == ["cron"]

@@ -146,3 +146,29 @@ async def test_one_process_leads_and_another_takes_over_when_it_dies(
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 assert worker.wait(timeout=30) == 0
+
+
+async def test_a_stored_definition_that_no_longer_holds_suspends_that_workflow_only(
+    wf_api: httpx.AsyncClient, wf_runtime: Runtime, people: Operators
+) -> None:
+    """As after an upgrade that removed an activity kind: the workflow is suspended, its supervisors told, and
+    every other workflow still runs."""
+    made = [
+        (await wf_api.post("/api/v1/workflows", json={"name": name, "definition": WAITING, **extra})).json()["id"]
+        for name, extra in (("broken", {"supervisors": "workflow_supervisors"}), ("fine", {}))
+    ]
+    for workflow_id in made:
+        await wf_api.post(f"/api/v1/workflows/{workflow_id}/start")
+        await _due_now(wf_runtime, workflow_id)
+    broken = {"activities": [{"name": "start", "kind": "gone_kind", "next": []}]}
+    async with wf_runtime.transaction() as session:
+        await session.execute(update(Workflow).where(Workflow.id == made[0]).values(definition=broken))
+    await settle(wf_runtime)
+
+    states = [(await wf_api.get(f"/api/v1/workflows/{w}")).json()["state"] for w in made]
+    assert states == ["error", "started"]
+    assert await _runs(wf_runtime, made[0]) == [] and len(await _runs(wf_runtime, made[1])) == 1
+    async with wf_runtime.transaction() as session:
+        bodies = {n.body for n in await session.scalars(select(Notification))}
+    [body] = bodies
+    assert "its definition is not valid" in body and "unknown activity 'gone_kind'" in body

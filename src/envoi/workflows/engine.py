@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.db.base import utcnow
+from envoi.errors import ValidationFailed
 from envoi.settings import Settings
 from envoi.workflows.activities.base import ActivityFailed, Done, RunContext
 from envoi.workflows.definition import Definition, parse_definition
@@ -89,8 +90,12 @@ async def _advance_one(session: AsyncSession, settings: Settings, run_id: int, n
     if item is None:
         run.resume_at = _next_due(pending, now)
         return run.status
+    try:
+        definition = parse_definition(run.definition)
+    except ValidationFailed as error:  # stored before an upgrade changed the rules: a person must look at it
+        await suspend(session, settings, workflow, run, None, f"its definition is no longer valid: {error.message}")
+        return None
     pending.remove(item)
-    definition = parse_definition(run.definition)
     outcome = await _run_activity(session, settings, workflow, run, definition, item, now)
     if isinstance(outcome, Done):
         step = definition.steps[item["activity"]]
@@ -156,10 +161,23 @@ async def _suspends(
     if workflow.on_error == OnError.IGNORE and (threshold <= 0 or workflow.consecutive_errors < threshold):
         log.warning("workflows.error_ignored", workflow=workflow.id, run=run.id, activity=activity, reason=reason)
         return False
-    run.status = RunStatus.SUSPENDED
-    run.failed_activity, run.error = activity, reason[:2000]
-    run.resume_at = None
-    workflow.state = WorkflowState.ERROR
-    told = await tell_suspended(session, settings, workflow, activity, reason)
-    log.warning("workflows.suspended", workflow=workflow.id, run=run.id, activity=activity, told=told)
+    await suspend(session, settings, workflow, run, activity, reason)
     return True
+
+
+async def suspend(
+    session: AsyncSession,
+    settings: Settings,
+    workflow: Workflow,
+    run: WorkflowRun | None,
+    activity: str | None,
+    reason: str,
+) -> None:
+    """The workflow in error, its run (if any) waiting at ``activity``, its supervisors told."""
+    if run is not None:
+        run.status = RunStatus.SUSPENDED
+        run.failed_activity, run.error = activity, reason[:2000]
+        run.resume_at = None
+    workflow.state, workflow.next_run_at = WorkflowState.ERROR, None
+    told = await tell_suspended(session, settings, workflow, activity, reason)
+    log.warning("workflows.suspended", workflow=workflow.id, run=run.id if run else None, activity=activity, told=told)

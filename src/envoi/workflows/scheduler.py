@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from envoi.db.base import utcnow
 from envoi.db.meta import set_meta
+from envoi.errors import ValidationFailed
 from envoi.settings import Settings
 from envoi.workflows.definition import parse_definition
-from envoi.workflows.engine import active_run, advance_run, new_run
+from envoi.workflows.engine import active_run, advance_run, new_run, suspend
 from envoi.workflows.models import RunStatus, Workflow, WorkflowRun, WorkflowState
 from envoi.workflows.service import cancel_runs
 from envoi.workflows.supervision import tell_paused, tell_stopped
@@ -33,9 +34,10 @@ def next_occurrence(workflow: Workflow, after: datetime) -> datetime | None:
     return step.settings.schedule.next_after(after) if step else None  # type: ignore[attr-defined]
 
 
-async def start_due_workflows(session: AsyncSession, now: datetime) -> list[int]:
+async def start_due_workflows(session: AsyncSession, settings: Settings, now: datetime) -> list[int]:
     """Opens a run for each started workflow whose time came (an occurrence is skipped while the previous run
-    is still going); returns the runs opened."""
+    is still going); returns the runs opened. A workflow whose stored definition no longer holds is suspended,
+    and the others go on."""
     opened = []
     unscheduled = await session.scalars(
         select(Workflow).where(
@@ -43,18 +45,25 @@ async def start_due_workflows(session: AsyncSession, now: datetime) -> list[int]
         )
     )
     for workflow in unscheduled:  # started without a computed time (shipped workflows): schedule them
-        workflow.next_run_at = next_occurrence(workflow, now)
+        try:
+            workflow.next_run_at = next_occurrence(workflow, now)
+        except ValidationFailed as error:
+            await suspend(session, settings, workflow, None, None, f"its definition is not valid: {error.message}")
     due = await session.scalars(
         select(Workflow).where(
             Workflow.state == WorkflowState.STARTED, Workflow.is_template.is_(False), Workflow.next_run_at <= now
         )
     )
     for workflow in due:
-        workflow.next_run_at = next_occurrence(workflow, now)
+        try:
+            workflow.next_run_at = next_occurrence(workflow, now)
+            run = new_run(workflow, "schedule", now)
+        except ValidationFailed as error:
+            await suspend(session, settings, workflow, None, None, f"its definition is not valid: {error.message}")
+            continue
         if await active_run(session, workflow.id) is not None:
             log.warning("workflows.occurrence_skipped", workflow=workflow.id, reason="the previous run is still going")
             continue
-        run = new_run(workflow, "schedule", now)
         session.add(run)
         await session.flush()
         opened.append(run.id)
@@ -100,7 +109,7 @@ class Scheduler:
         """One round: open due runs, advance the runs whose time came, remind of paused workflows."""
         now = utcnow()
         async with self.sessionmaker.begin() as session:
-            await start_due_workflows(session, now)
+            await start_due_workflows(session, self.settings, now)
             await remind_paused(session, self.settings, now)
             runs = list(
                 await session.scalars(
@@ -110,7 +119,10 @@ class Scheduler:
                 )
             )
         for run_id in runs:
-            await advance_run(self.sessionmaker, self.settings, run_id)
+            try:
+                await advance_run(self.sessionmaker, self.settings, run_id)
+            except Exception:  # the database went away mid-run, or a bug: the others still run; this one resumes
+                log.exception("workflows.run_failed", run=run_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every ``scheduler_tick_seconds`` while this process leads, until ``stop``."""

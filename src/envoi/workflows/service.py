@@ -116,9 +116,9 @@ async def create_workflow(
 async def update_workflow(
     session: AsyncSession, workflow: Workflow, changes: dict[str, Any], now: datetime | None = None
 ) -> Workflow:
-    changes = await _checked(session, {k: v for k, v in changes.items() if k in _EDITABLE})
     if workflow.factory and workflow.is_template:
-        raise Conflict("the factory template does not change: create your own template from it", field="name")
+        raise Conflict("the factory template does not change: create your own template from it", field="id")
+    changes = await _checked(session, {k: v for k, v in changes.items() if k in _EDITABLE})
     for key, value in changes.items():
         setattr(workflow, key, value)
     if "definition" in changes and workflow.state == WorkflowState.STARTED:
@@ -150,6 +150,10 @@ async def cancel_runs(session: AsyncSession, workflow_id: int, now: datetime) ->
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _state(workflow: Workflow) -> str:
+    return "in error" if workflow.state == WorkflowState.ERROR else workflow.state
+
+
 def _not_template(workflow: Workflow) -> None:
     if workflow.is_template:
         raise Conflict("a workflow template never runs: create a workflow from it", field="id")
@@ -159,7 +163,7 @@ async def start_workflow(session: AsyncSession, workflow: Workflow, now: datetim
     """Scheduled from now on (a workflow without scheduler only runs when asked)."""
     _not_template(workflow)
     if workflow.state in (WorkflowState.PAUSED, WorkflowState.ERROR):
-        raise Conflict(f"the workflow is {workflow.state}: resume or restart it", field="state")
+        raise Conflict(f"the workflow is {_state(workflow)}: resume or restart it", field="state")
     workflow.state, workflow.next_run_at = WorkflowState.STARTED, _next(workflow, now or utcnow())
     return workflow
 
@@ -167,7 +171,7 @@ async def start_workflow(session: AsyncSession, workflow: Workflow, now: datetim
 async def run_now(session: AsyncSession, workflow: Workflow, now: datetime | None = None) -> WorkflowRun:
     _not_template(workflow)
     if workflow.state in (WorkflowState.PAUSED, WorkflowState.ERROR):
-        raise Conflict(f"the workflow is {workflow.state}: resume or restart it first", field="state")
+        raise Conflict(f"the workflow is {_state(workflow)}: resume or restart it first", field="state")
     if await active_run(session, workflow.id) is not None:
         raise Conflict("the workflow is already running", field="state")
     run = new_run(workflow, "manual", now or utcnow())
@@ -179,7 +183,7 @@ async def run_now(session: AsyncSession, workflow: Workflow, now: datetime | Non
 async def pause_workflow(session: AsyncSession, workflow: Workflow, now: datetime | None = None) -> Workflow:
     _not_template(workflow)
     if workflow.state != WorkflowState.STARTED:
-        raise Conflict(f"only a started workflow pauses; this one is {workflow.state}", field="state")
+        raise Conflict(f"only a started workflow pauses; this one is {_state(workflow)}", field="state")
     workflow.state, workflow.paused_at = WorkflowState.PAUSED, now or utcnow()
     workflow.reminders_sent, workflow.last_reminder_at = 0, None
     return workflow
@@ -190,7 +194,7 @@ async def resume_workflow(session: AsyncSession, workflow: Workflow, now: dateti
     _not_template(workflow)
     now = now or utcnow()
     if workflow.state not in (WorkflowState.PAUSED, WorkflowState.ERROR):
-        raise Conflict(f"only a paused workflow or one in error resumes; this one is {workflow.state}", field="state")
+        raise Conflict(f"only a paused workflow or one in error resumes; this one is {_state(workflow)}", field="state")
     if workflow.state == WorkflowState.ERROR:
         workflow.consecutive_errors = 0
         run = await active_run(session, workflow.id)
@@ -224,9 +228,10 @@ async def stop_workflow(session: AsyncSession, workflow: Workflow, now: datetime
 
 async def delete_workflow(session: AsyncSession, workflow: Workflow) -> None:
     if workflow.factory or workflow.technical:
-        raise Conflict("Envoi's own workflows and templates are not deleted: stop it instead", field="id")
+        what = "stop it instead" if not workflow.is_template else "it stays, for new workflows"
+        raise Conflict(f"Envoi's own workflows and templates are not deleted: {what}", field="id")
     if not workflow.is_template and workflow.state != WorkflowState.STOPPED:
-        raise Conflict(f"stop the workflow before deleting it; it is {workflow.state}", field="state")
+        raise Conflict(f"stop the workflow before deleting it; it is {_state(workflow)}", field="state")
     await session.delete(workflow)
 
 

@@ -41,16 +41,17 @@ async def _tell(session: AsyncSession, settings: Settings, workflow: Workflow, t
 
 
 async def tell_suspended(
-    session: AsyncSession, settings: Settings, workflow: Workflow, activity: str, reason: str
+    session: AsyncSession, settings: Settings, workflow: Workflow, activity: str | None, reason: str
 ) -> int:
+    """``activity`` None: the workflow could not run at all (``reason`` says why)."""
+    what = f"its activity '{activity}' failed ({reason})" if activity else reason
     return await _tell(
         session,
         settings,
         workflow,
         f"Workflow '{workflow.label}' has an error",
-        f"The workflow '{workflow.label}' ({workflow.name}, id {workflow.id}) is suspended: its activity "
-        f"'{activity}' failed ({reason}). It needs manual intervention: fix the cause, then resume or restart "
-        "it in the console.",
+        f"The workflow '{workflow.label}' ({workflow.name}, id {workflow.id}) is suspended: {what}. It needs "
+        "manual intervention: fix the cause, then resume or restart it in the console.",
     )
 
 

@@ -1,6 +1,6 @@
 """The ``http_request`` activity: calls a URL. Guarded like every outbound request (public addresses only,
-unless allowed, checked at connect time) and limited to ``ENVOI_WORKFLOW_HTTP_ALLOWED_HOSTS`` when set; any
-answer outside 2xx fails the activity."""
+unless allowed, checked at connect time) and limited to ``ENVOI_WORKFLOW_HTTP_ALLOWED_HOSTS`` when set; an
+answer outside 2xx (or outside ``expected_statuses``) fails the activity."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ class HttpRequestSettings(ActivitySettings):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = Field(None, description="Sent as JSON when set.")
     timeout: float = Field(30.0, gt=0, le=300)
+    expected_statuses: list[int] = Field(
+        default_factory=list,
+        description="The answers that count as success (a test after it can branch on them); empty: any 2xx.",
+    )
+
+    @field_validator("expected_statuses")
+    @classmethod
+    def _statuses(cls, value: list[int]) -> list[int]:
+        if any(not 100 <= status <= 599 for status in value):
+            raise ValueError("HTTP statuses are 100 to 599")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -91,7 +102,8 @@ class HttpRequestActivity(Activity[HttpRequestSettings]):
             except httpcore.ProtocolError as error:
                 raise ActivityFailed(f"{settings.method} {shown}: {error}") from None
         context.log(f"{settings.method} {shown}: HTTP {status}" + (f": {excerpt}" if excerpt else ""))
-        if not 200 <= status < 300:
+        expected = status in settings.expected_statuses if settings.expected_statuses else 200 <= status < 300
+        if not expected:
             raise ActivityFailed(f"{settings.method} {shown} answered HTTP {status}")
         return Done(output={"status": status}, count=status)
 

@@ -39,7 +39,12 @@ class PurgeActivity(Activity[PurgeSettings]):
             ids = list(
                 await session.scalars(
                     select(Event.id)
-                    .where(Event.created_at < before, Event.status.not_in([int(s) for s in _WAITING]))
+                    # Received and ended before: an event scheduled far ahead is kept a full period after it ended.
+                    .where(
+                        Event.created_at < before,
+                        Event.updated_at < before,
+                        Event.status.not_in([int(s) for s in _WAITING]),
+                    )
                     .limit(_CHUNK)
                 )
             )
