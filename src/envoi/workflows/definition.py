@@ -11,7 +11,8 @@ Stored as JSON::
 
 ``next`` is a list (followed when the activity is done) or, for activities with several outcomes (``test``), a
 mapping of outcome to list. Activities without a predecessor start the run. The graph has no cycle: a run always
-ends. Every problem is listed, each with its path, not only the first.
+ends. An activity that several transitions lead to runs once for each that is taken, as in Adobe Campaign.
+Every problem is listed, each with its path, not only the first.
 """
 
 from __future__ import annotations
