@@ -51,6 +51,7 @@ NAV = (
     NavItem("Events", "/console/events", Permission.VIEW_EVENTS),
     NavItem("Quarantine", "/console/quarantine", Permission.VIEW_EVENTS),
     NavItem("Outbox", "/console/outbox", Permission.VIEW_EVENTS),
+    NavItem("Workflows", "/console/workflows", Permission.VIEW_EVENTS),
     NavItem("Operators", "/console/operators", Permission.MANAGE_OPERATORS),
     NavItem("Groups", "/console/groups", Permission.MANAGE_OPERATORS),
     NavItem("API keys", "/console/api-keys", Permission.MANAGE_OPERATORS),

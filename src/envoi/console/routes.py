@@ -17,12 +17,17 @@ from envoi.console import (
     outbox,
     publishing,
     quarantine,
+    workflow_templates,
+    workflows,
 )
 from envoi.console.rendering import STATIC_DIR
 
 __all__ = ["STATIC_DIR", "router"]
 
-PAGES = (auth, home, event_types, editor, publishing, events, quarantine, outbox, operators, groups, keys, audit_log)
+PAGES = (
+    auth, home, event_types, editor, publishing, events, quarantine, outbox, workflows, workflow_templates, operators,
+    groups, keys, audit_log,
+)  # fmt: skip
 router = APIRouter()
 for pages in PAGES:
     router.include_router(pages.router)

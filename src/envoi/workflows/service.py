@@ -57,7 +57,8 @@ async def _checked(session: AsyncSession, changes: dict[str, Any]) -> dict[str, 
             changes["on_error"] = OnError(changes["on_error"]).value
         except ValueError:
             raise ValidationFailed("on_error is suspend or ignore", field="on_error") from None
-    if "error_threshold" in changes and not 0 <= int(changes["error_threshold"]) <= 1000:
+    threshold = changes.get("error_threshold", 0)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 0 <= threshold <= 1000:
         raise ValidationFailed("error_threshold is 0 (never suspend) to 1000", field="error_threshold")
     return changes
 
@@ -199,7 +200,8 @@ async def resume_workflow(session: AsyncSession, workflow: Workflow, now: dateti
         workflow.consecutive_errors = 0
         run = await active_run(session, workflow.id)
         if run is not None and run.status == RunStatus.SUSPENDED:
-            run.status, run.resume_at = RunStatus.RUNNING, now
+            # A person dealt with the error that suspended it: the run ends succeeded if nothing else fails
+            run.status, run.resume_at, run.errors = RunStatus.RUNNING, now, max(0, run.errors - 1)
     workflow.state, workflow.paused_at = WorkflowState.STARTED, None
     workflow.next_run_at = _next(workflow, now)
     return workflow
