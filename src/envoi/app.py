@@ -18,6 +18,8 @@ from starlette.staticfiles import StaticFiles
 
 from envoi import __version__
 from envoi.access.admin_api import router as access_router
+from envoi.campaigns.api import router as deliveries_router
+from envoi.campaigns.profiles_api import router as profiles_router
 from envoi.channels.api import router as outbox_router
 from envoi.console.routes import STATIC_DIR as CONSOLE_STATIC_DIR
 from envoi.console.routes import router as console_router
@@ -38,6 +40,7 @@ from envoi.soap.api import router as soap_router
 from envoi.templates.api import router as templates_router
 from envoi.templates.layouts_api import router as layouts_router
 from envoi.templates.testing_api import router as template_testing_router
+from envoi.tracking.api import router as tracking_router
 from envoi.workflows.api import router as workflows_router
 from envoi.workflows.scheduler import Scheduler
 
@@ -106,6 +109,9 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         quarantine_router,
         providers_router,
         workflows_router,
+        profiles_router,
+        deliveries_router,
+        tracking_router,
         access_router,
         receipts_router,
         soap_router,

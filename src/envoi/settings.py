@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     retention_events_days: float = Field(30.0, gt=0, description="The purge deletes ended events older than this.")
     retention_workflow_runs_days: float = Field(30.0, gt=0)
     retention_notifications_days: float = Field(90.0, gt=0)
+    tracking_secret: SecretStr | None = Field(
+        None,
+        description="Signs tracking and unsubscribe links. Unset: a random secret made once and kept in the database.",
+    )
+    tracking_bot_window_seconds: float = Field(
+        10.0, ge=0, description="Opens and clicks this soon after sending are a scanner's, not a person's."
+    )
+    ab_test_min_duration_seconds: float = Field(
+        3600.0, gt=0, description="The shortest A/B test: rates measured over less than this mislead."
+    )
     console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts.")
     console_secure_cookie: bool = Field(
         False, description="Mark the session cookie Secure even when Envoi sees plain http (behind a TLS proxy)."

@@ -41,6 +41,10 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The first open, click and unsubscription by a person (bots are not counted): what A/B tests compare.
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Delivery receipts find their message by the provider's id.
     __table_args__ = (Index("ix_messages_channel_provider_id", "channel", "provider_id"),)

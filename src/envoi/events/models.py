@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, SmallInteger, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
@@ -28,10 +28,12 @@ class EventStatus(enum.IntEnum):
 
 
 class EventMode(enum.IntEnum):
-    """Real-time events are claimed before batch events; the number is the claim priority."""
+    """Real-time events are claimed before batch events, and both before marketing emails; the number is the
+    claim priority."""
 
     REALTIME = 0
     BATCH = 1
+    MARKETING = 2  # one recipient of an email delivery: never pushed by a client
 
     @property
     def label(self) -> str:
@@ -49,6 +51,9 @@ class EventType(Base):
     default_channel: Mapped[str | None] = mapped_column(String(16), doc="For events that wish for none; null: email.")
     fallback_channel: Mapped[str | None] = mapped_column(
         String(16), doc="Tried when the first channel fails for good or the event has no usable address for it."
+    )
+    profile_based: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="Its events must name a profile by externalId."
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -90,6 +95,10 @@ class Event(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("templates.id", ondelete="SET NULL"))
     template_version_id: Mapped[int | None] = mapped_column(ForeignKey("template_versions.id", ondelete="SET NULL"))
+    # Not foreign keys: the queue checks nothing more per insert, and a profile's deletion leaves its events.
+    profile_id: Mapped[int | None] = mapped_column(BigId, doc="The profile its externalId matched, when one did.")
+    delivery_id: Mapped[int | None] = mapped_column(BigId, doc="Marketing: the email delivery it is one send of.")
+    variant: Mapped[str | None] = mapped_column(String(1), doc="Marketing: the delivery's variant it gets.")
 
     __table_args__ = (
         # The queue: claims read this index in priority order and stay O(batch) however many are done.
@@ -115,6 +124,12 @@ class Event(Base):
             sqlite_where=text("idempotency_key IS NOT NULL"),
         ),
         Index("ix_events_created_at", "created_at"),
+        Index(
+            "ix_events_delivery_id",
+            "delivery_id",
+            postgresql_where=text("delivery_id IS NOT NULL"),
+            sqlite_where=text("delivery_id IS NOT NULL"),
+        ),
     )
 
 
