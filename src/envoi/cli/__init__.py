@@ -1,10 +1,10 @@
-"""The ``envoi`` command: serve, worker, migrate, bench, apikey, operator, template, notify, workflow."""
+"""The ``envoi`` command: serve, worker, migrate, bench, apikey, operator, template, notify, workflow, profiles."""
 
 from __future__ import annotations
 
 import typer
 
-from envoi.cli import access, content, run, workflows
+from envoi.cli import access, content, profiles, run, workflows
 
 app = typer.Typer(help="Envoi: transactional messaging. Events in, personalized messages out.", no_args_is_help=True)
 app.registered_commands += run.app.registered_commands + content.app.registered_commands
@@ -12,5 +12,6 @@ app.add_typer(access.apikey_app, name="apikey")
 app.add_typer(access.operator_app, name="operator")
 app.add_typer(content.template_app, name="template")
 app.add_typer(workflows.workflow_app, name="workflow")
+app.add_typer(profiles.profiles_app, name="profiles")
 
 __all__ = ["app"]
