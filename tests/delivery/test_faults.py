@@ -34,7 +34,7 @@ async def _claim(runtime: Runtime, owner: str, at_offset: float = 0.0) -> list: 
         claimed = await claim_batch(
             session, owner=owner, size=10, lease_seconds=30, now=utcnow() + timedelta(seconds=at_offset)
         )
-        return [claimed, await load_context(session, claimed)]
+        return [claimed, await load_context(session, claimed, runtime.settings)]
 
 
 async def test_a_worker_that_lost_its_lease_records_nothing(api: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -62,7 +62,7 @@ async def test_lease_that_keeps_running_out_ends_too_old(api: httpx.AsyncClient,
         await _claim(runtime, f"crashing-{attempt}", at_offset=31 * attempt)
     async with runtime.transaction() as session:  # a last claim far in the future: the one that gives up
         events = await claim_batch(session, owner="final", size=10, lease_seconds=30, now=utcnow() + timedelta(hours=1))
-        context = await load_context(session, events)
+        context = await load_context(session, events, runtime.settings)
     pipeline = DeliveryPipeline(runtime.settings, runtime.channels, runtime.outbound)
     decisions = pipeline.decide(events, context, utcnow())
     async with runtime.transaction() as session:

@@ -680,10 +680,11 @@ async def test_the_technical_workflows_are_scheduled_on_their_crons(wf_runtime: 
         scheduled = {w.name: w.next_run_at for w in await session.scalars(select(Workflow).where(Workflow.technical))}
         runs = await session.scalar(select(func.count()).select_from(WorkflowRun))
     assert runs == 0
-    assert set(scheduled) == {"purge", "recover_leases", "hourly_statistics"}
+    assert set(scheduled) == {"purge", "recover_leases", "hourly_statistics", "email_deliveries"}
     for name, at in scheduled.items():
         assert at is not None and now < at, name
     assert (scheduled["purge"].hour, scheduled["purge"].minute) == (3, 30)  # type: ignore[union-attr]
     assert scheduled["recover_leases"].minute % 5 == 0  # type: ignore[union-attr]
     assert scheduled["recover_leases"] - now <= timedelta(minutes=5)  # type: ignore[operator]
     assert scheduled["hourly_statistics"].minute == 5  # type: ignore[union-attr]
+    assert scheduled["email_deliveries"] - now <= timedelta(minutes=1)  # type: ignore[operator]

@@ -75,6 +75,7 @@ async def test_a_new_workflow_is_a_stopped_copy_of_the_factory_template(wf_api: 
         "purge",
         "recover_leases",
         "hourly_statistics",
+        "email_deliveries",
         "nightly-export",
     ]
 
@@ -121,7 +122,7 @@ async def test_create_refusals_name_the_field(wf_api: httpx.AsyncClient) -> None
         (
             {"name": "x", "definition": definition({"name": "go", "kind": "teleport"})},
             "definition.activities[0].kind",
-            "unknown activity 'teleport'; known: end, ",
+            "unknown activity 'teleport'; known: email_deliveries, end, ",
         ),
     ]
     for body, field, message in cases:
@@ -131,7 +132,7 @@ async def test_create_refusals_name_the_field(wf_api: httpx.AsyncClient) -> None
     purge = next(w for w in (await wf_api.get("/api/v1/workflows")).json() if w["name"] == "purge")
     problem = error(await wf_api.post("/api/v1/workflows", json={"name": "x", "template": purge["id"]}), 422)
     assert (problem["field"], problem["message"]) == ("template", f"no workflow template has the id {purge['id']}")
-    assert len((await wf_api.get("/api/v1/workflows")).json()) == 3  # nothing was created
+    assert len((await wf_api.get("/api/v1/workflows")).json()) == 4  # nothing was created: only the technical ones
 
 
 async def test_only_workflow_supervisors_change_workflows(wf_api: httpx.AsyncClient, people: Operators) -> None:
@@ -274,7 +275,7 @@ async def test_stop_cancels_the_run_in_progress(wf_api: httpx.AsyncClient, wf_ru
 
 async def test_delete_refusals(wf_api: httpx.AsyncClient) -> None:
     workflows = {w["name"]: w for w in (await wf_api.get("/api/v1/workflows")).json()}
-    for name in ("purge", "recover_leases", "hourly_statistics"):
+    for name in ("purge", "recover_leases", "hourly_statistics", "email_deliveries"):
         refused = error(await wf_api.delete(f"/api/v1/workflows/{workflows[name]['id']}"), 409)
         assert refused["message"] == "Envoi's own workflows and templates are not deleted: stop it instead", name
     factory = await factory_template(wf_api)
@@ -369,6 +370,7 @@ async def test_every_activity_kind_is_listed_with_a_settings_schema(wf_api: http
         "purge",
         "recover_leases",
         "hourly_statistics",
+        "email_deliveries",
         "end",
     }
     for kind, listed in kinds.items():

@@ -47,11 +47,12 @@ def test_an_unknown_kind_lists_the_known_kinds() -> None:
     assert problems(definition({"name": "mail", "kind": "send_mail"})) == [
         (
             "definition.activities[0].kind",
-            "unknown activity 'send_mail'; known: end, hourly_statistics, http_request, purge, push_events, query, "
-            "recover_leases, recycle_failed_events, scheduler, test, wait",
+            "unknown activity 'send_mail'; known: email_deliveries, end, hourly_statistics, http_request, purge, "
+            "push_events, query, recover_leases, recycle_failed_events, scheduler, test, wait",
         )
     ]
-    assert problems(definition({"name": "mail"}))[0][1].startswith("an activity needs a kind; known: end, ")
+    no_kind = problems(definition({"name": "mail"}))[0][1]
+    assert no_kind.startswith("an activity needs a kind; known: email_deliveries, end, ")
 
 
 def test_bad_settings_are_named_by_their_path() -> None:
@@ -271,6 +272,7 @@ async def test_what_envoi_ships_parses(wf_runtime: Runtime) -> None:
         ("purge", False, True, "started"),
         ("recover_leases", False, True, "started"),
         ("hourly_statistics", False, True, "started"),
+        ("email_deliveries", False, True, "started"),
     }
     kinds = {}
     for name, workflow in shipped.items():
@@ -282,4 +284,5 @@ async def test_what_envoi_ships_parses(wf_runtime: Runtime) -> None:
         "purge": ["scheduler", "purge", "end"],
         "recover_leases": ["scheduler", "recover_leases", "end"],
         "hourly_statistics": ["scheduler", "hourly_statistics", "end"],
+        "email_deliveries": ["scheduler", "email_deliveries", "end"],
     }

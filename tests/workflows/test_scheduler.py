@@ -75,12 +75,13 @@ async def test_a_started_workflow_runs_when_its_time_comes_and_never_twice_at_on
 async def test_envois_own_workflows_are_started_and_scheduled(wf_api: httpx.AsyncClient, wf_runtime: Runtime) -> None:
     await settle(wf_runtime)
     shipped = {w["name"]: w for w in (await wf_api.get("/api/v1/workflows")).json() if w["technical"]}
-    assert set(shipped) == {"purge", "recover_leases", "hourly_statistics"}
+    assert set(shipped) == {"purge", "recover_leases", "hourly_statistics", "email_deliveries"}
     assert {w["state"] for w in shipped.values()} == {"started"}
     purge = datetime.fromisoformat(shipped["purge"]["nextRunAt"])
     assert (purge.hour, purge.minute) == (3, 30)
     assert datetime.fromisoformat(shipped["recover_leases"]["nextRunAt"]).minute % 5 == 0
     assert datetime.fromisoformat(shipped["hourly_statistics"]["nextRunAt"]).minute == 5
+    assert datetime.fromisoformat(shipped["email_deliveries"]["nextRunAt"]).second == 0  # every minute
 
 
 async def test_a_paused_workflow_reminds_its_supervisors_weekly_then_stops(

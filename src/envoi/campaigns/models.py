@@ -67,7 +67,7 @@ class Audience(Base):
 class DeliveryState(enum.StrEnum):
     """``draft`` (editable) -> ``scheduled`` (waits for its time) -> ``testing`` (the A/B test's variants went
     out; the rest waits for the winner) -> ``waiting_for_choice`` (an operator must pick the winner) ->
-    ``sent`` (everything handed to the queue). ``cancelled`` from any state before ``sent``."""
+    ``sent`` (everything handed to the queue). ``cancelled`` from any state: what was not sent yet never is."""
 
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -102,7 +102,7 @@ class Delivery(Base):
     audience_id: Mapped[int | None] = mapped_column(ForeignKey("audiences.id", ondelete="SET NULL"))
     state: Mapped[str] = mapped_column(String(24), default=DeliveryState.DRAFT)
     notifications: Mapped[bool] = mapped_column(Boolean, default=True, doc="Tell its creator and editors.")
-    variants: Mapped[list[dict[str, Any]]] = mapped_column(Json, doc="[{name, sender, subject, html, text}]")
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(Json, doc="[{name, from, replyTo, subject, html, text}]")
     test_split: Mapped[list[int]] = mapped_column(Json, default=list, doc="Percent of the audience per variant.")
     criterion: Mapped[str] = mapped_column(String(32), default=Criterion.OPEN_RATE)
     test_duration_seconds: Mapped[int] = mapped_column(Integer, default=4 * 3600)

@@ -33,6 +33,9 @@ class ClaimedEvent:
     error_count: int
     last_error: str | None
     created_at: datetime
+    profile_id: int | None = None
+    delivery_id: int | None = None  # marketing: the email delivery, and its variant
+    variant: str | None = None
 
 
 _COLUMNS = (
@@ -51,6 +54,9 @@ _COLUMNS = (
     Event.error_count,
     Event.last_error,
     Event.created_at,
+    Event.profile_id,
+    Event.delivery_id,
+    Event.variant,
 )
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +32,7 @@ from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, O
 from envoi.channels.push import PLATFORMS, Platform, PushMessage
 from envoi.channels.sms import SmsMessage
 from envoi.delivery.claim import ClaimedEvent
+from envoi.delivery.marketing import MarketingContext, delivery_variables, finish_marketing_email, load_marketing
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.retry import retry_delay
@@ -49,8 +49,6 @@ from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 from envoi.templates.sms import RenderedSms
 
-log = structlog.get_logger(__name__)
-
 
 @dataclass(slots=True)
 class BatchContext:
@@ -60,6 +58,7 @@ class BatchContext:
     quarantined: dict[tuple[str, str], str]
     existing_messages: dict[tuple[int, str], int]  # (event id, channel) -> message id, for events being retried
     fallbacks: dict[str, str]  # event type -> the channel to try when its first one fails for good
+    marketing: MarketingContext  # profiles, and the variants of marketing emails
 
 
 @dataclass(slots=True)
@@ -83,8 +82,8 @@ def recipient_of(event: ClaimedEvent, channel: str | None = None) -> str | None:
     )
 
 
-async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> BatchContext:
-    routes = await find_live_routes(session, {(e.type, e.channel) for e in events})
+async def load_context(session: AsyncSession, events: list[ClaimedEvent], settings: Settings) -> BatchContext:
+    routes = await find_live_routes(session, {(e.type, e.channel) for e in events if e.delivery_id is None})
     blocked: dict[tuple[str, str], str] = {}
     for channel in {e.channel for e in events}:
         addresses = {a for e in events if e.channel == channel and (a := recipient_of(e))}
@@ -102,7 +101,8 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent]) -> Bat
             EventType.name.in_({e.type for e in events}), EventType.fallback_channel.is_not(None)
         )
     )
-    return BatchContext(routes, blocked, existing, {name: channel for name, channel in fallbacks if channel})
+    fallback_of = {name: channel for name, channel in fallbacks if channel}
+    return BatchContext(routes, blocked, existing, fallback_of, await load_marketing(session, settings, events))
 
 
 class DeliveryPipeline:
@@ -110,13 +110,14 @@ class DeliveryPipeline:
         self.settings = settings
         self.channels = channels
         self.outbound = outbound
-        self._compiled: dict[int, CompiledTemplate] = {}  # by version id: versions never change
+        # By version id, or delivery and variant: neither changes once it is sent.
+        self._compiled: dict[object, CompiledTemplate] = {}
 
     def decide(self, events: list[ClaimedEvent], context: BatchContext, now: datetime) -> list[Decision]:
         decisions = []
         for event in events:
             decision = Decision(event)
-            route = context.routes.get((event.type, event.channel))
+            route = self._route(event, context)
             address = recipient_of(event)
             if event.error_count >= self.settings.retry_max_attempts:
                 decision.status = EventStatus.TOO_OLD
@@ -126,9 +127,16 @@ class DeliveryPipeline:
                     EventStatus.TOO_OLD,
                     f"expired at {event.expires_at.isoformat()}",
                 )
+            elif route is None and event.delivery_id is not None:
+                decision.status = EventStatus.ROUTING_FAILED
+                decision.reason = f"delivery {event.delivery_id} has no variant {event.variant} (deleted?)"
             elif route is None:
                 decision.status = EventStatus.ROUTING_FAILED
                 decision.reason = f"no published {event.channel} template for event type '{event.type}'"
+            elif event.delivery_id in context.marketing.cancelled:
+                decision.status, decision.reason = EventStatus.IGNORED, f"delivery {event.delivery_id} was cancelled"
+            elif event.delivery_id is not None and event.profile_id in context.marketing.unsubscribed:
+                decision.status, decision.reason = EventStatus.IGNORED, "the profile unsubscribed"
             elif route.state == TemplateState.PAUSED:
                 decision.status, decision.route = EventStatus.PAUSED, route
                 decision.reason = f"template {route.template_id} is paused"
@@ -138,18 +146,24 @@ class DeliveryPipeline:
                 decision.reason = f"{address} is quarantined: {why}" if address else "no address for the channel"
             else:
                 decision.route = route
-                self._render(decision)
+                self._render(decision, context.marketing)
             decisions.append(decision)
         return decisions
 
-    def _render(self, decision: Decision) -> None:
+    @staticmethod
+    def _route(event: ClaimedEvent, context: BatchContext) -> LiveRoute | None:
+        if event.delivery_id is not None:
+            return context.marketing.routes.get((event.delivery_id, event.variant or ""))
+        return context.routes.get((event.type, event.channel))
+
+    def _render(self, decision: Decision, marketing: MarketingContext) -> None:
         event, route = decision.event, decision.route
         assert route is not None
-        compiled = self._compiled.get(route.version_id)
+        compiled = self._compiled.get(route.cache_key)
         if compiled is None:
             if len(self._compiled) > 1024:
                 self._compiled.clear()
-            compiled = self._compiled[route.version_id] = CompiledTemplate(Design.of_version(route.content))
+            compiled = self._compiled[route.cache_key] = CompiledTemplate(Design.of_version(route.content))
         context = render_context(
             event.ctx,
             event_id=event.id,
@@ -159,7 +173,10 @@ class DeliveryPipeline:
             external_id=event.external_id,
             origin=event.origin,
             language=event.language,
+            profile=marketing.profiles.get(event.profile_id) if event.profile_id is not None else None,
         )
+        if event.delivery_id is not None:
+            context["delivery"] = delivery_variables(event, marketing, self.settings)
         try:
             rendered = compiled.render(context, event.language)
             if isinstance(rendered, RenderedEmail):
@@ -187,7 +204,7 @@ class DeliveryPipeline:
             phone = event.mobile_phone or ""
             decision.message = SmsMessage(ref=event.id, to=phone, text=rendered.text, sender=rendered.sender)
             return
-        decision.message = EmailMessage(
+        email = EmailMessage(
             ref=event.id,
             sender=rendered.sender,
             to=event.email or "",
@@ -197,6 +214,9 @@ class DeliveryPipeline:
             reply_to=rendered.reply_to,
             message_id=f"<{event.id}.{int(event.created_at.timestamp())}@{self.settings.message_id_domain}>",
         )
+        if event.delivery_id is not None:
+            email = finish_marketing_email(email, event, marketing, self.settings)
+        decision.message = email
 
     async def send(self, decisions: list[Decision]) -> None:
         await asyncio.gather(*(self._attach(d) for d in decisions if d.attachments and d.message))
@@ -363,7 +383,7 @@ async def _recheck_paused(session: AsyncSession, decisions: list[Decision], now:
     paused = {d.route.template_id for d in decisions if d.status == EventStatus.PAUSED and d.route}
     if not paused:
         return
-    states = dict(
+    states: dict[int | None, str] = dict(
         (
             await session.execute(
                 select(Template.id, Template.state).where(Template.id.in_(paused)).with_for_update(read=True)
@@ -374,12 +394,3 @@ async def _recheck_paused(session: AsyncSession, decisions: list[Decision], now:
         if d.status == EventStatus.PAUSED and d.route and states.get(d.route.template_id) != TemplateState.PAUSED:
             d.status, d.next_attempt_at = EventStatus.PENDING, now
             d.reason = "its template was resumed while the batch was in flight"
-
-
-def log_batch(decisions: list[Decision], worker: str, stage_ms: list[float]) -> None:
-    """One line per batch: how many ended in each status, and milliseconds spent claiming, rendering,
-    sending and recording."""
-    counts: dict[str, int] = {}
-    for d in decisions:
-        counts[d.status.label] = counts.get(d.status.label, 0) + 1
-    log.info("delivery.batch_recorded", worker=worker, events=len(decisions), ms=stage_ms, **counts)

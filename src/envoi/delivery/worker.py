@@ -19,7 +19,7 @@ from envoi.channels.base import Channel
 from envoi.db.base import utcnow
 from envoi.db.notify import Wakeup
 from envoi.delivery.claim import claim_batch
-from envoi.delivery.pipeline import DeliveryPipeline, load_context, log_batch
+from envoi.delivery.pipeline import Decision, DeliveryPipeline, load_context
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 
@@ -58,7 +58,7 @@ class Worker:
             )
             if not events:
                 return 0
-            context = await load_context(session, events)
+            context = await load_context(session, events, self.settings)
         claimed = time.perf_counter()
         decisions = []
         for start in range(0, len(events), _RENDER_SLICE):
@@ -102,3 +102,12 @@ class Worker:
                 continue
             if handled == 0:
                 await self.wakeup.wait(self.settings.worker_poll_seconds)
+
+
+def log_batch(decisions: list[Decision], worker: str, stage_ms: list[float]) -> None:
+    """One line per batch: how many ended in each status, and milliseconds spent claiming, rendering,
+    sending and recording."""
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d.status.label] = counts.get(d.status.label, 0) + 1
+    log.info("delivery.batch_recorded", worker=worker, events=len(decisions), ms=stage_ms, **counts)

@@ -42,6 +42,7 @@ def _type_out(event_type: EventType) -> EventTypeOut:
         sample=event_type.sample,
         default_channel=event_type.default_channel,
         fallback_channel=event_type.fallback_channel,
+        profile_based=event_type.profile_based,
         created_at=event_type.created_at,
     )
 

@@ -40,6 +40,9 @@ class EventMode(enum.IntEnum):
         return self.name.lower()
 
 
+MARKETING_EVENT_TYPE = "email_delivery"  # the type of the events an email delivery queues, one per recipient
+
+
 class EventType(Base):
     __tablename__ = "event_types"
 

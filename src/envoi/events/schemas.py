@@ -186,6 +186,11 @@ class EventTypeIn(_Model):
         alias="fallbackChannel",
         description="Tried when the first channel fails for good or the event has no usable address for it.",
     )
+    profile_based: bool = Field(
+        False,
+        alias="profileBased",
+        description="Its events must name a profile by externalId; others are refused (422 on externalId).",
+    )
 
 
 class EventTypeOut(_Model):
@@ -195,4 +200,5 @@ class EventTypeOut(_Model):
     sample: dict[str, Any] | None
     default_channel: str | None = Field(alias="defaultChannel")
     fallback_channel: str | None = Field(alias="fallbackChannel")
+    profile_based: bool = Field(alias="profileBased")
     created_at: datetime = Field(alias="createdAt")

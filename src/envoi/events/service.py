@@ -24,6 +24,7 @@ from envoi.addresses import (
     push_platform,
     push_token_word,
 )
+from envoi.campaigns.profiles import profile_ids_by_external_id
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
@@ -75,6 +76,7 @@ class _TypeRules:
     schema: str | None  # the JSON Schema as text (validators are cached by it)
     channel: str  # for events that wish for none
     fallback: str | None  # tried when the first channel fails or has no address
+    profile_based: bool = False  # its events must name a profile by externalId
 
 
 def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, region: str | None) -> _Checked:
@@ -164,14 +166,34 @@ def _check_event(event: EventIn, types: dict[str, _TypeRules], now: datetime, re
 
 async def _types_of(session: AsyncSession, names: set[str]) -> dict[str, _TypeRules]:
     rows = await session.execute(
-        select(EventType.name, EventType.json_schema, EventType.default_channel, EventType.fallback_channel).where(
-            EventType.name.in_(names)
-        )
+        select(
+            EventType.name,
+            EventType.json_schema,
+            EventType.default_channel,
+            EventType.fallback_channel,
+            EventType.profile_based,
+        ).where(EventType.name.in_(names))
     )
     return {
-        name: _TypeRules(json.dumps(schema, sort_keys=True) if schema else None, channel or "email", fallback)
-        for name, schema, channel, fallback in rows
+        name: _TypeRules(json.dumps(schema, sort_keys=True) if schema else None, channel or "email", fallback, based)
+        for name, schema, channel, fallback, based in rows
     }
+
+
+async def _reconcile(session: AsyncSession, checked: list[_Checked], types: dict[str, _TypeRules]) -> None:
+    """Each valid event whose externalId names a profile gets it (one query for all); an event of a
+    profile-based type that names none is refused."""
+    wanted = {c.row["external_id"] for c in checked if not c.errors and c.row.get("external_id")}
+    found = await profile_ids_by_external_id(session, wanted) if wanted else {}
+    for c in checked:
+        if c.errors:
+            continue
+        external_id = c.row.get("external_id")
+        c.row["profile_id"] = found.get(external_id) if external_id else None
+        rules = types.get(c.row["type"])
+        if rules and rules.profile_based and c.row["profile_id"] is None:
+            why = f"no profile has the external id '{external_id}'" if external_id else "it is required"
+            c.errors.append(("externalId", f"event type '{c.row['type']}' is profile-based: {why}"))
 
 
 def request_hash(event: EventIn) -> str:
@@ -192,7 +214,9 @@ async def ingest_event(
     region: str | None = None,
 ) -> tuple[int, bool]:
     """Store one event. Returns its id and whether it is new (False: an earlier request with the same key)."""
-    checked = _check_event(event, await _types_of(session, {event.type}), utcnow(), region)
+    types = await _types_of(session, {event.type})
+    checked = _check_event(event, types, utcnow(), region)
+    await _reconcile(session, [checked], types)
     if checked.errors:
         raise invalid(checked.errors)
     row = checked.row | {"api_key_id": api_key_id}
@@ -225,8 +249,9 @@ async def ingest_many(
     results: list[int | ValidationFailed] = []
     rows: list[dict[str, Any]] = []
     now = utcnow()  # one receipt time per transaction: rows of a batch share their timestamps
-    for event, api_key_id in events:
-        checked = _check_event(event, types, now, region)
+    all_checked = [_check_event(event, types, now, region) for event, _ in events]
+    await _reconcile(session, all_checked, types)
+    for checked, (_event, api_key_id) in zip(all_checked, events, strict=True):
         if checked.errors:
             results.append(invalid(checked.errors))
         else:
@@ -257,10 +282,9 @@ async def ingest_batch(
     problems = dict(parse_errors)
     rows: list[dict[str, Any]] = []
     now = utcnow()
-    for index, event in enumerate(events):
-        if event is None:
-            continue
-        checked = _check_event(event, types, now, region)
+    all_checked = {i: _check_event(e, types, now, region) for i, e in enumerate(events) if e is not None}
+    await _reconcile(session, list(all_checked.values()), types)
+    for index, checked in all_checked.items():
         if checked.errors:
             problems[index] = checked.errors
         rows.append(checked.row | {"api_key_id": api_key_id})
@@ -290,7 +314,7 @@ _INSERTED = (
     "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "country",
     "email_format", "registration_token", "platform", "mobile_app_uuid", "correlation_id", "ctx", "scheduled_at",
     "expires_at", "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at", "next_attempt_at",
-    "error_count",
+    "error_count", "profile_id",
 )  # fmt: skip
 _TIMES = frozenset({"scheduled_at", "expires_at", "created_at", "updated_at", "next_attempt_at"})
 

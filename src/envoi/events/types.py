@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.errors import Conflict, NotFound, ValidationFailed
-from envoi.events.models import EventType
+from envoi.events.models import MARKETING_EVENT_TYPE, EventType
 from envoi.events.schemas import EventTypeIn
 from envoi.events.validation import SCHEMA_UNUSABLE, ctx_errors, text_problem
 
@@ -53,6 +53,10 @@ def _check_schema(data: EventTypeIn) -> None:
 
 async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventType:
     _check_schema(data)
+    if data.name == MARKETING_EVENT_TYPE:
+        raise Conflict(
+            f"'{MARKETING_EVENT_TYPE}' is the type of marketing emails' events: choose another", field="name"
+        )
     if await session.scalar(select(EventType.id).where(EventType.name == data.name)) is not None:
         raise Conflict(f"event type '{data.name}' already exists", field="name")
     event_type = EventType(
@@ -62,6 +66,7 @@ async def create_event_type(session: AsyncSession, data: EventTypeIn) -> EventTy
         sample=data.sample,
         default_channel=data.default_channel,
         fallback_channel=data.fallback_channel,
+        profile_based=data.profile_based,
     )
     session.add(event_type)
     await session.flush()
@@ -78,6 +83,7 @@ async def update_event_type(session: AsyncSession, name: str, data: EventTypeIn)
     event_type.sample = data.sample
     event_type.default_channel = data.default_channel
     event_type.fallback_channel = data.fallback_channel
+    event_type.profile_based = data.profile_based
     return event_type
 
 

@@ -21,7 +21,7 @@ from lxml import html as lxml_html
 
 from envoi.errors import Problem, TemplateSyntaxError
 from envoi.templates.compiled import CompiledTemplate
-from envoi.templates.design import EVENT_VARIABLES, Design, render_context
+from envoi.templates.design import EVENT_VARIABLES, PROFILE_VARIABLES, Design, render_context
 from envoi.templates.email import RenderedEmail
 from envoi.templates.push import RenderedPush
 from envoi.templates.rendering import RenderError
@@ -153,6 +153,10 @@ def variable_problems(compiled: CompiledTemplate, schema: Mapping[str, Any] | No
                     if len(segments) > 1 and segments[1] not in EVENT_VARIABLES:
                         known = ", ".join(sorted(EVENT_VARIABLES))
                         problems.append((where, f"'{path}' does not exist; event has {known}"))
+                elif name == "profile":
+                    if len(segments) > 1 and segments[1] not in PROFILE_VARIABLES:
+                        known = ", ".join(sorted(PROFILE_VARIABLES))
+                        problems.append((where, f"'{path}' does not exist; profile has {known}"))
                 elif not (name == "content" and in_layout):
                     problems.append((where, f"'{path}' does not exist; event data is under ctx (ctx.{path})"))
     return problems

@@ -16,6 +16,10 @@ from liquid import BoundTemplate
 from envoi.templates.rendering import Liquid
 
 EVENT_VARIABLES = frozenset({"id", "type", "email", "mobilePhone", "externalId", "origin", "language"})
+# The profile an event's externalId matched (empty when none did), and a marketing email's recipient.
+PROFILE_VARIABLES = frozenset(
+    {"id", "email", "phone", "firstName", "lastName", "language", "externalId", "attributes", "subscribed"}
+)
 CHANNELS = ("email", "sms", "push")
 _BODIES = ("html", "mjml", "text")  # a variant that sets one of these replaces the default's whole body
 
@@ -125,10 +129,13 @@ def render_context(
     external_id: str | None = None,
     origin: str | None = None,
     language: str | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The variables a template sees: ``ctx`` (the event's data) and ``event`` (its attributes)."""
+    """The variables a template sees: ``ctx`` (the event's data), ``event`` (its attributes) and ``profile``
+    (the profile reconciled with it by externalId, empty when none was)."""
     return {
         "ctx": ctx,
+        "profile": profile or {},
         "event": {
             "id": event_id,
             "type": event_type,

@@ -193,10 +193,17 @@ async def _release_paused_events(session: AsyncSession, template_id: int, reason
 
 @dataclass(frozen=True, slots=True)
 class LiveRoute:
-    template_id: int
+    """What an event is rendered with: a template's live version, or (ids None) an email delivery's variant."""
+
+    template_id: int | None
     state: str
-    version_id: int
+    version_id: int | None
     content: dict[str, Any]
+    key: object = None  # what its compiled form is cached by: the version id, or (delivery id, variant)
+
+    @property
+    def cache_key(self) -> object:
+        return self.version_id if self.key is None else self.key
 
 
 async def find_live_routes(session: AsyncSession, routes: set[tuple[str, str]]) -> dict[tuple[str, str], LiveRoute]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from envoi.workflows.activities.base import Activity
 from envoi.workflows.activities.branch import BranchActivity
+from envoi.workflows.activities.email_deliveries import EmailDeliveriesActivity
 from envoi.workflows.activities.end import EndActivity
 from envoi.workflows.activities.http_request import HttpRequestActivity
 from envoi.workflows.activities.push_events import PushEventsActivity
@@ -28,6 +29,7 @@ ACTIVITIES: dict[str, Activity[Any]] = {
         PurgeActivity(),
         RecoverLeasesActivity(),
         StatisticsActivity(),
+        EmailDeliveriesActivity(),
         EndActivity(),
     )
 }

@@ -159,7 +159,7 @@ _AB_BODY = (
 
 
 def _variant(name: str, subject: str) -> dict[str, str]:
-    return {"name": name, "sender": "News <news@example.com>", "subject": subject, "html": _AB_BODY, "text": ""}
+    return {"name": name, "from": "News <news@example.com>", "subject": subject, "html": _AB_BODY}
 
 
 def _ship() -> None:
