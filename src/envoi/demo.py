@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.campaigns.audiences import create_audience
+from envoi.campaigns.profiles import create_profile
 from envoi.db.meta import get_meta, set_meta
 from envoi.events.schemas import EventTypeIn
 from envoi.events.types import create_event_type
@@ -133,6 +135,12 @@ DEMO: list[dict[str, Any]] = [
 ]
 
 
+_PROFILES = [
+    {"email": f"{first.lower()}@example.com", "first_name": first, "last_name": last, "external_id": f"c-{n}"}
+    for n, (first, last) in enumerate((("Ada", "Lovelace"), ("Grace", "Hopper"), ("Alan", "Turing")), start=1)
+]
+
+
 async def load_demo_data(session: AsyncSession) -> bool:
     """Loads once per database; returns whether it did."""
     if await get_meta(session, "demo_loaded"):
@@ -149,5 +157,8 @@ async def load_demo_data(session: AsyncSession) -> bool:
         for seed in entry["seeds"]:
             await save_seed(session, template, SeedIn.model_validate(seed))
         await publish_template(session, template.id, actor="demo")
+    for profile in _PROFILES:  # someone to send a first marketing email to
+        await create_profile(session, profile)
+    await create_audience(session, name="demo_customers", label="Demo customers", filters=[], actor="demo")
     await set_meta(session, "demo_loaded", "1")
     return True

@@ -84,9 +84,10 @@ def split_problems(split: list[int], audience: int) -> list[Problem]:
                 "of the audience, or its rates are noise",
             )
         ]
-    sizes = group_sizes(split, audience)
-    if any(size == 0 for size in sizes):
-        return [("testSplit", f"with {audience:,} recipients a test group would be empty")]
+    for index, size in enumerate(group_sizes(split, audience)):
+        if size == 0:
+            who = f"variant {VARIANT_NAMES[index]}'s {split[index]} % of {audience:,} recipients"
+            return [("testSplit", f"{who} is nobody: an A/B test needs a larger audience or larger shares")]
     return []
 
 

@@ -63,6 +63,9 @@ def serve(
         raise misconfigured(error) from None
     api_key = asyncio.run(_prepare(settings))
     url = f"http://{host}:{port}"
+    if "public_url" not in settings.model_fields_set:  # links in emails must reach this server, not the default port
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a comparison)
+        settings = settings.model_copy(update={"public_url": f"http://{reachable}:{port}"})
     database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
     email = f"provider {providers['email']!r}" if "email" in providers else "the built-in outbox (GET /api/v1/outbox)"
     example = (
@@ -74,7 +77,8 @@ def serve(
         f"[bold]Envoi[/] is running at {url}  (API docs: {url}/docs)",
         f"API key: [bold green]{api_key}[/]",
         f"Database: {database}. Emails go to {email}.",
-        f"Worker: {'on' if worker else 'off (run envoi worker)'}",
+        f"Worker: {'on' if worker else 'off (run envoi worker)'}. Links in emails lead to {settings.public_url} "
+        "(ENVOI_PUBLIC_URL).",
         f"Console: {url}/console/  (an administrator to log in as: echo 'a long password' | "
         "envoi operator create --email you@example.com --name You --group administrators)",
         f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
