@@ -36,6 +36,8 @@ async def run_round(session: AsyncSession, settings: Settings, now: datetime) ->
         select(Delivery)
         .where(Delivery.state == DeliveryState.SCHEDULED, Delivery.scheduled_at <= now, Delivery.is_template.is_(False))
         .order_by(Delivery.scheduled_at)
+        # An operator sending it or picking a winner at this moment holds its row: it is theirs, not ours.
+        .with_for_update(skip_locked=True)
     )
     for delivery in list(due):
         try:
@@ -51,6 +53,7 @@ async def run_round(session: AsyncSession, settings: Settings, now: datetime) ->
         select(Delivery)
         .where(Delivery.state == DeliveryState.TESTING, Delivery.test_ends_at <= now)
         .order_by(Delivery.test_ends_at)
+        .with_for_update(skip_locked=True)
     )
     for delivery in list(ended):
         async with session.begin_nested():
