@@ -10,7 +10,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import normalize_email, normalize_phone, plain_phone
@@ -205,6 +206,10 @@ def slices(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
 async def profile_ids_by_external_id(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
     """The id of each external id that names a profile (one query up to 5,000 ids)."""
     found: dict[str, int] = {}
+    if session.get_bind().dialect.name == "postgresql":  # one array parameter: ingestion asks this per batch
+        wanted = bindparam("wanted", list(set(external_ids)), type_=ARRAY(String()))
+        rows = await session.execute(select(Profile.external_id, Profile.id).where(Profile.external_id == any_(wanted)))
+        return {str(ext): pid for ext, pid in rows}
     for batch in slices(set(external_ids), _IN_LIMIT):
         rows = await session.execute(select(Profile.external_id, Profile.id).where(Profile.external_id.in_(batch)))
         found.update({str(ext): pid for ext, pid in rows})
