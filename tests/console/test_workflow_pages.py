@@ -62,7 +62,7 @@ async def test_the_list_shows_each_workflow_with_its_state_and_the_templates(in_
 
     assert '<a href="/console/workflows" aria-current="page">Workflows</a>' in listed
     rows = dict(re.findall(r'<tr data-workflow="([^"]+)">(.*?)</tr>', listed, re.S))
-    assert set(rows) == {"purge", "recover_leases", "hourly_statistics", "export"}
+    assert set(rows) == {"purge", "recover_leases", "hourly_statistics", "email_deliveries", "export"}
     assert 'status-started">started' in rows["purge"] and "technical" in rows["purge"]
     assert "<time datetime=" in rows["purge"]  # its next run
     assert 'status-error">error' in rows["export"] and "yours" in rows["export"]

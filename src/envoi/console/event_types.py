@@ -22,7 +22,7 @@ from envoi.events.schemas import EventTypeIn
 from envoi.templates.service import list_templates
 
 router = console_router()
-FIELDS = ("name", "label", "schema", "sample", "defaultChannel", "fallbackChannel")
+FIELDS = ("name", "label", "schema", "sample", "defaultChannel", "fallbackChannel", "profileBased")
 CHANNELS = [("", "(none)"), ("email", "email"), ("sms", "sms"), ("push", "push")]
 
 
@@ -47,6 +47,7 @@ def _values(event_type: EventType | None) -> dict[str, str]:
         "sample": json.dumps(event_type.sample, indent=2, ensure_ascii=False) if event_type.sample is not None else "",
         "defaultChannel": event_type.default_channel or "",
         "fallbackChannel": event_type.fallback_channel or "",
+        "profileBased": "yes" if event_type.profile_based else "",
     }
 
 
@@ -71,6 +72,7 @@ def _parse(form: Form) -> tuple[EventTypeIn | None, FieldErrors]:
         "sample": json_field(form, "sample", errors),
         "defaultChannel": form.optional("defaultChannel"),
         "fallbackChannel": form.optional("fallbackChannel"),
+        "profileBased": form.text("profileBased") == "yes",
     }
     if errors:
         return None, errors

@@ -52,6 +52,8 @@ NAV = (
     NavItem("Quarantine", "/console/quarantine", Permission.VIEW_EVENTS),
     NavItem("Outbox", "/console/outbox", Permission.VIEW_EVENTS),
     NavItem("Workflows", "/console/workflows", Permission.VIEW_EVENTS),
+    NavItem("Deliveries", "/console/deliveries", Permission.VIEW_EVENTS),
+    NavItem("Profiles", "/console/profiles", Permission.VIEW_EVENTS),
     NavItem("Operators", "/console/operators", Permission.MANAGE_OPERATORS),
     NavItem("Groups", "/console/groups", Permission.MANAGE_OPERATORS),
     NavItem("API keys", "/console/api-keys", Permission.MANAGE_OPERATORS),

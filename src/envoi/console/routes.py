@@ -5,8 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from envoi.console import (
+    audiences,
     audit_log,
     auth,
+    deliveries,
+    delivery_templates,
     editor,
     event_types,
     events,
@@ -15,6 +18,7 @@ from envoi.console import (
     keys,
     operators,
     outbox,
+    profiles,
     publishing,
     quarantine,
     workflow_templates,
@@ -26,7 +30,7 @@ __all__ = ["STATIC_DIR", "router"]
 
 PAGES = (
     auth, home, event_types, editor, publishing, events, quarantine, outbox, workflows, workflow_templates, operators,
-    groups, keys, audit_log,
+    groups, keys, audit_log, deliveries, delivery_templates, profiles, audiences,
 )  # fmt: skip
 router = APIRouter()
 for pages in PAGES:
