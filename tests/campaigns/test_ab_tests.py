@@ -163,6 +163,7 @@ async def test_manual_mode_sends_nothing_until_a_person_picks(
     assert await _queued(mk_runtime, delivery_id, "A") == 900
     delivery = (await mk_api.get(f"/api/v1/deliveries/{delivery_id}")).json()
     assert delivery["winnerChosenBy"].startswith("dora@example.com")
+    assert delivery["decision"].startswith("chosen by dora@example.com") and "after the test:" in delivery["decision"]
 
 
 async def test_a_tie_needs_a_person_even_in_automatic_mode(

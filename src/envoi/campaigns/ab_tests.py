@@ -183,15 +183,26 @@ def judge(figures: list[VariantFigures], criterion: str) -> Verdict:
 
 
 async def send_winner(
-    session: AsyncSession, delivery: Delivery, variant: str, *, chosen_by: str, reason: str, now: datetime
+    session: AsyncSession,
+    delivery: Delivery,
+    variant: str,
+    *,
+    chosen_by: str,
+    now: datetime,
+    verdict: str | None = None,
 ) -> int:
-    """The winner goes to the rest of the audience; returns how many emails were queued."""
+    """The winner goes to the rest of the audience; returns how many emails were queued. ``verdict``: why it
+    won, when the test chose it; a person's choice keeps the test's verdict beside their name."""
     names = [v.get("name") for v in delivery.variants]
     if variant not in names:
         raise ValidationFailed(f"the delivery's variants are {', '.join(map(str, names))}", field="variant")
     if delivery.state not in (DeliveryState.TESTING, DeliveryState.WAITING_FOR_CHOICE):
         raise Conflict(f"the delivery is {delivery.state}: there is no winner to choose", field="state")
-    delivery.winner, delivery.winner_chosen_by, delivery.decision = variant, chosen_by, reason
+    if verdict is None:
+        verdict = f"chosen by {chosen_by} " + (
+            f"after the test: {delivery.decision}" if delivery.decision else "before the test ended"
+        )
+    delivery.winner, delivery.winner_chosen_by, delivery.decision = variant, chosen_by, verdict
     delivery.decided_at, delivery.state = now, DeliveryState.SENT
     return await queue_recipients(session, delivery, now, test_groups=False, winner=variant)
 

@@ -128,9 +128,7 @@ async def choose_winner(delivery_id: Id, body: WinnerIn, runtime: RuntimeDep, wh
     """Send ``variant`` to the rest of the audience: when the test waits for a choice, or to end it early."""
     async with runtime.transaction() as session:
         delivery = await service.find_delivery(session, delivery_id, lock=True)
-        queued = await send_winner(
-            session, delivery, body.variant, chosen_by=who.actor, reason=f"chosen by {who.actor}", now=utcnow()
-        )
+        queued = await send_winner(session, delivery, body.variant, chosen_by=who.actor, now=utcnow())
         audit(session, who, "winner_chosen", "delivery", delivery.id, {"variant": body.variant, "queued": queued})
         return SentOut(state=delivery.state, queued=queued)
 

@@ -74,7 +74,9 @@ async def end_test(session: AsyncSession, settings: Settings, delivery: Delivery
         done.waiting += 1
         log.info("campaigns.choice_needed", delivery=delivery.id, told=told)
         return
-    queued = await send_winner(session, delivery, verdict.winner, chosen_by="automatic", reason=verdict.reason, now=now)
+    queued = await send_winner(
+        session, delivery, verdict.winner, chosen_by="automatic", verdict=verdict.reason, now=now
+    )
     told = await tell_winner(session, settings, delivery, queued)
     done.decided += 1
     done.queued += queued

@@ -34,7 +34,7 @@ class Variant(_Camel):
 
 
 class DeliveryFields(_Camel):
-    label: str | None = Field(None, max_length=200)
+    label: str | None = Field(None, min_length=1, max_length=200)
     audience: int | None = Field(None, ge=1, le=2**62, description="The audience's id.")
     notifications: bool | None = Field(
         None, description="Tell its creator and editors when the A/B test chose a winner or needs a choice."
