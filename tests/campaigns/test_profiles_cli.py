@@ -24,7 +24,10 @@ CSV = (
 
 
 @pytest.fixture
-def envoi(settings: Settings) -> CliRunnerFor:
+def envoi(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunnerFor:
+    # In-process, the command would point the process's logs at CliRunner's stream, closed once it returns:
+    # every later test that logs would fail. Logging is not what these tests are about.
+    monkeypatch.setattr("envoi.cli.common.configure_logging", lambda *args, **kwargs: None)
     return CliRunnerFor(settings)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.campaigns.content import group_sizes
@@ -19,6 +19,7 @@ from envoi.db.notify import notify_queue
 from envoi.delivery.models import Message, MessageStatus
 from envoi.errors import Conflict, ValidationFailed
 from envoi.events.models import MARKETING_EVENT_TYPE, Event, EventMode, EventStatus
+from envoi.events.service import insert_event_rows
 
 _CHUNK = 1000
 _CRITERIA = {
@@ -44,26 +45,31 @@ async def queue_recipients(
     session: AsyncSession, delivery: Delivery, now: datetime, *, test_groups: bool, winner: str | None = None
 ) -> int:
     """One marketing event per recipient not yet queued: the test groups with their variant, or the rest with
-    the winner. Profiles unsubscribed since the launch are skipped (and stay unqueued)."""
+    the winner, a thousand at a time. Profiles unsubscribed since the launch are skipped (and stay unqueued)."""
     group = DeliveryRecipient.variant.is_not(None) if test_groups else DeliveryRecipient.variant.is_(None)
-    rows = (
-        await session.execute(
-            select(DeliveryRecipient.id, DeliveryRecipient.variant, Profile.id, Profile.email, Profile.language)
-            .join(Profile, Profile.id == DeliveryRecipient.profile_id)
-            .where(
-                DeliveryRecipient.delivery_id == delivery.id,
-                DeliveryRecipient.queued_at.is_(None),
-                group,
-                Profile.subscribed.is_(True),
-                Profile.email.is_not(None),
-            )
-            .order_by(DeliveryRecipient.id)
-        )
-    ).all()
     origin = f"delivery {delivery.id} ({delivery.name})"
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        events: list[dict[str, object]] = [
+    queued, after = 0, 0
+    while True:
+        page = (
+            await session.execute(
+                select(DeliveryRecipient.id, DeliveryRecipient.variant, Profile.id, Profile.email, Profile.language)
+                .join(Profile, Profile.id == DeliveryRecipient.profile_id)
+                .where(
+                    DeliveryRecipient.delivery_id == delivery.id,
+                    DeliveryRecipient.id > after,
+                    DeliveryRecipient.queued_at.is_(None),
+                    group,
+                    Profile.subscribed.is_(True),
+                    Profile.email.is_not(None),
+                )
+                .order_by(DeliveryRecipient.id)
+                .limit(_CHUNK)
+            )
+        ).all()
+        if not page:
+            break
+        after = page[-1][0]
+        events = [
             {
                 "type": MARKETING_EVENT_TYPE,
                 "mode": EventMode.MARKETING,
@@ -72,7 +78,7 @@ async def queue_recipients(
                 "email": email,
                 "language": language,
                 "origin": origin,
-                "ctx": {},
+                "ctx": "{}",  # as ingestion stores it: JSON text
                 "profile_id": profile_id,
                 "delivery_id": delivery.id,
                 "variant": variant or winner,
@@ -81,15 +87,16 @@ async def queue_recipients(
                 "next_attempt_at": now,
                 "error_count": 0,
             }
-            for _rid, variant, profile_id, email, language in chunk
+            for _rid, variant, profile_id, email, language in page
         ]
-        await session.execute(insert(Event), events)
+        await insert_event_rows(session, events)
         await session.execute(
-            update(DeliveryRecipient).where(DeliveryRecipient.id.in_([r[0] for r in chunk])).values(queued_at=now)
+            update(DeliveryRecipient).where(DeliveryRecipient.id.in_([r[0] for r in page])).values(queued_at=now)
         )
-    if rows:
+        queued += len(page)
+    if queued:
         await notify_queue(session)
-    return len(rows)
+    return queued
 
 
 @dataclass(frozen=True)
@@ -175,8 +182,9 @@ def judge(figures: list[VariantFigures], criterion: str) -> Verdict:
             return -f.unsubscription_rate
         return f.click_rate if criterion == Criterion.CLICK_RATE else f.open_rate
 
-    best = max(score(f) for f in tested)
-    leaders = [f.variant for f in tested if score(f) == best and f.sent]
+    measured = [f for f in tested if f.sent]  # a variant that sent nothing has no rate, not the best one
+    best = max(score(f) for f in measured)
+    leaders = [f.variant for f in measured if score(f) == best]
     if len(leaders) != 1:
         return Verdict(None, f"variants {' and '.join(str(v) for v in leaders)} tie on {what} ({detail})")
     return Verdict(leaders[0], f"variant {leaders[0]} has the best {what} ({detail})")
@@ -199,8 +207,9 @@ async def send_winner(
     if delivery.state not in (DeliveryState.TESTING, DeliveryState.WAITING_FOR_CHOICE):
         raise Conflict(f"the delivery is {delivery.state}: there is no winner to choose", field="state")
     if verdict is None:
+        ended = delivery.state == DeliveryState.WAITING_FOR_CHOICE and delivery.decision
         verdict = f"chosen by {chosen_by} " + (
-            f"after the test: {delivery.decision}" if delivery.decision else "before the test ended"
+            f"after the test: {delivery.decision}" if ended else "before the test ended"
         )
     delivery.winner, delivery.winner_chosen_by, delivery.decision = variant, chosen_by, verdict
     delivery.decided_at, delivery.state = now, DeliveryState.SENT

@@ -55,7 +55,7 @@ async def _update(
     async with runtime.transaction() as session:
         delivery = await service.find_delivery(session, delivery_id, template=template, lock=True)
         changes = body.changes()
-        await service.update_delivery(session, delivery, changes)
+        await service.update_delivery(session, delivery, changes, runtime.settings)
         audit(session, who, "updated", _kind(template), delivery.id, {"fields": sorted(changes)})
         return _out(delivery, runtime.settings)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.campaigns.ab_tests import assign_variants, queue_recipients
@@ -34,6 +34,7 @@ _EDITABLE = {
 }
 _COPIED = _EDITABLE - {"seed"}
 _CHUNK = 1000
+_RECIPIENTS = cast(Table, DeliveryRecipient.__table__)
 
 
 async def list_deliveries(session: AsyncSession, *, templates: bool = False, limit: int = 200) -> list[Delivery]:
@@ -85,7 +86,7 @@ async def create_delivery(
         template_id=source.id,
         state=DeliveryState.DRAFT,
         created_by=actor,
-        seed=values.pop("seed", None) or secrets.randbelow(2**31),
+        seed=values.pop("seed") if values.get("seed") is not None else secrets.randbelow(2**31),
         **values,
     )
     session.add(delivery)
@@ -93,13 +94,15 @@ async def create_delivery(
     return delivery
 
 
-async def update_delivery(session: AsyncSession, delivery: Delivery, fields: dict[str, Any]) -> Delivery:
+async def update_delivery(
+    session: AsyncSession, delivery: Delivery, fields: dict[str, Any], settings: Settings
+) -> Delivery:
     if not delivery.is_template and delivery.state not in (DeliveryState.DRAFT, DeliveryState.SCHEDULED):
         raise Conflict(f"the delivery is {delivery.state}: only a draft can be changed", field="state")
     for key, value in (await _checked(session, fields)).items():
         setattr(delivery, key, value)
     if delivery.state == DeliveryState.SCHEDULED:  # what was checked when it was scheduled may no longer hold
-        await _refuse_problems(session, delivery, None)
+        await _refuse_problems(session, delivery, settings)
     await session.flush()
     return delivery
 
@@ -128,11 +131,8 @@ def delivery_problems(delivery: Delivery, settings: Settings) -> list[Problem]:
     return problems
 
 
-async def _refuse_problems(session: AsyncSession, delivery: Delivery, settings: Settings | None) -> None:
-    problems = content_problems(delivery.variants)
-    if settings is not None:
-        problems = delivery_problems(delivery, settings)
-    if problems:
+async def _refuse_problems(session: AsyncSession, delivery: Delivery, settings: Settings) -> None:
+    if problems := delivery_problems(delivery, settings):
         raise invalid(problems)
 
 
@@ -191,14 +191,13 @@ async def launch_delivery(session: AsyncSession, settings: Settings, delivery: D
         raise invalid(problems)
     groups = assign_variants(profile_ids, delivery.test_split, delivery.seed) if testing else {}
     for start in range(0, len(profile_ids), _CHUNK):
-        chunk = profile_ids[start : start + _CHUNK]
-        variant_of = {pid: (groups.get(pid) if testing else "A") for pid in chunk}
-        session.add_all(
-            DeliveryRecipient(delivery_id=delivery.id, profile_id=pid, variant=v) for pid, v in variant_of.items()
-        )
-    await session.flush()
+        chunk = [
+            {"delivery_id": delivery.id, "profile_id": pid, "variant": groups.get(pid) if testing else "A"}
+            for pid in profile_ids[start : start + _CHUNK]
+        ]
+        await session.execute(insert(_RECIPIENTS), chunk)  # the table, not the ORM: a hundred thousand rows
     queued = await queue_recipients(session, delivery, now, test_groups=True)
-    delivery.launched_at = now
+    delivery.launched_at, delivery.decision = now, None  # a refused earlier attempt's reason no longer holds
     if testing:
         delivery.state = DeliveryState.TESTING
         delivery.test_ends_at = now + timedelta(seconds=delivery.test_duration_seconds)

@@ -1,5 +1,6 @@
 """Telling a delivery's creator and every operator who edited it that its A/B test chose a winner, or that
-one of them must choose. A delivery whose notifications are off tells nobody."""
+one of them must choose (a delivery whose notifications are off tells nobody), or that it could not be sent at
+its time (always told)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,16 @@ register_object("delivery", link=lambda object_id: f"/console/deliveries/{quote(
 
 
 async def _tell(
-    session: AsyncSession, settings: Settings, delivery: Delivery, category: Category, title: str, body: str
+    session: AsyncSession,
+    settings: Settings,
+    delivery: Delivery,
+    category: Category,
+    title: str,
+    body: str,
+    *,
+    always: bool = False,
 ) -> int:
-    if not delivery.notifications:
+    if not (delivery.notifications or always):
         return 0
     sent = await notify(
         session,
@@ -76,4 +84,18 @@ async def tell_choice_needed(session: AsyncSession, settings: Settings, delivery
         f"A variant of '{delivery.label}' must be selected",
         f"The A/B test of the email '{delivery.label}' (id {delivery.id}) has ended: {delivery.decision}. "
         f"Choose the variant for the remaining {waiting:,} recipients: nothing is sent to them until you do.",
+    )
+
+
+async def tell_launch_refused(session: AsyncSession, settings: Settings, delivery: Delivery) -> int:
+    """Always told, whatever its notifications setting: they believe it went out."""
+    return await _tell(
+        session,
+        settings,
+        delivery,
+        Category.ACTION_REQUIRED,
+        f"'{delivery.label}' was not sent",
+        f"The email '{delivery.label}' (id {delivery.id}) was scheduled but {delivery.decision}. It is a draft "
+        "again: fix it, then send it or schedule it anew.",
+        always=True,
     )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.campaigns.ab_tests import delivery_figures, judge, needs_a_person, send_winner
 from envoi.campaigns.deliveries import launch_delivery
 from envoi.campaigns.models import Delivery, DeliveryRecipient, DeliveryState
-from envoi.campaigns.notices import tell_choice_needed, tell_winner
+from envoi.campaigns.notices import tell_choice_needed, tell_launch_refused, tell_winner
 from envoi.errors import EnvoiError
 from envoi.settings import Settings
 
@@ -40,15 +40,18 @@ async def run_round(session: AsyncSession, settings: Settings, now: datetime) ->
         .with_for_update(skip_locked=True)
     )
     for delivery in list(due):
+        delivery_id = delivery.id
         try:
             async with session.begin_nested():
                 done.queued += await launch_delivery(session, settings, delivery, now)
                 done.launched += 1
         except EnvoiError as error:
-            # It cannot go as it is: back to draft, so that it is not retried every minute, with why.
+            # It cannot go as it is: back to draft (not retried every minute), with why, and its makers told.
+            await session.refresh(delivery)  # the savepoint's rollback expired it
             delivery.state, delivery.decision = DeliveryState.DRAFT, f"could not be sent at its time: {error.message}"
-            done.problems.append(f"delivery {delivery.id}: {error.message}")
-            log.warning("campaigns.launch_refused", delivery=delivery.id, reason=error.message)
+            await tell_launch_refused(session, settings, delivery)
+            done.problems.append(f"delivery {delivery_id}: {error.message}")
+            log.warning("campaigns.launch_refused", delivery=delivery_id, reason=error.message)
     ended = await session.scalars(
         select(Delivery)
         .where(Delivery.state == DeliveryState.TESTING, Delivery.test_ends_at <= now)
@@ -56,8 +59,13 @@ async def run_round(session: AsyncSession, settings: Settings, now: datetime) ->
         .with_for_update(skip_locked=True)
     )
     for delivery in list(ended):
-        async with session.begin_nested():
-            await end_test(session, settings, delivery, now, done)
+        delivery_id = delivery.id
+        try:
+            async with session.begin_nested():
+                await end_test(session, settings, delivery, now, done)
+        except Exception as error:  # one test that cannot end must not stop the others
+            done.problems.append(f"delivery {delivery_id}: its test could not end: {error}")
+            log.exception("campaigns.end_test_failed", delivery=delivery_id)
     return done
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from envoi.campaigns.ab_tests import VariantFigures
@@ -48,7 +48,9 @@ class DeliveryFields(_Camel):
     winner_mode: Literal["automatic", "manual"] | None = Field(None, alias="winnerMode")
     seed: int | None = Field(None, ge=0, le=2**31, description="Makes the split reproducible; unset: random.")
 
-    @field_validator("label", "notifications", "variants", "test_split", "criterion", "test_duration_seconds")
+    @field_validator(
+        "label", "notifications", "variants", "test_split", "criterion", "test_duration_seconds", "winner_mode", "seed"
+    )
     @classmethod
     def _not_null(cls, value: object) -> object:
         if value is None:
@@ -70,7 +72,9 @@ class DeliveryIn(DeliveryFields):
 
 
 class SendIn(_Camel):
-    at: datetime | None = Field(None, description="When to send; unset: now.")
+    at: AwareDatetime | None = Field(
+        None, description="When to send, with its offset (2026-12-24T08:00:00Z); unset: now."
+    )
 
 
 class WinnerIn(_Camel):

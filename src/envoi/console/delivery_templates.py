@@ -123,7 +123,7 @@ async def save_properties(request: Request, delivery_id: int, viewer: Viewer, *,
         try:
             async with runtime_of(request).transaction() as session:
                 delivery = await service.find_delivery(session, delivery_id, template=template, lock=True)
-                await service.update_delivery(session, delivery, changes)
+                await service.update_delivery(session, delivery, changes, runtime_of(request).settings)
                 kind = "delivery_template" if template else "delivery"
                 audit(session, viewer.principal, "updated", kind, delivery_id, {"fields": sorted(changes)})
             return see_other(f"{base_path(delivery)}?done=saved")
@@ -161,7 +161,7 @@ async def save_variants(request: Request, delivery_id: int, viewer: Viewer, *, t
         try:
             async with runtime_of(request).transaction() as session:
                 delivery = await service.find_delivery(session, delivery_id, template=template, lock=True)
-                await service.update_delivery(session, delivery, changes)
+                await service.update_delivery(session, delivery, changes, runtime_of(request).settings)
                 kind = "delivery_template" if template else "delivery"
                 audit(session, viewer.principal, "updated", kind, delivery_id, {"fields": sorted(changes)})
             return see_other(f"{base_path(delivery)}?done=variants#variants")

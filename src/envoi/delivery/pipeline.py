@@ -135,6 +135,8 @@ class DeliveryPipeline:
                 decision.reason = f"no published {event.channel} template for event type '{event.type}'"
             elif event.delivery_id in context.marketing.cancelled:
                 decision.status, decision.reason = EventStatus.IGNORED, f"delivery {event.delivery_id} was cancelled"
+            elif event.delivery_id is not None and event.profile_id not in context.marketing.profiles:
+                decision.status, decision.reason = EventStatus.IGNORED, "the profile was deleted"
             elif event.delivery_id is not None and event.profile_id in context.marketing.unsubscribed:
                 decision.status, decision.reason = EventStatus.IGNORED, "the profile unsubscribed"
             elif route.state == TemplateState.PAUSED:

@@ -130,6 +130,7 @@ class Event(Base):
         Index(
             "ix_events_delivery_id",
             "delivery_id",
+            "profile_id",  # a delivery's figures find each recipient's event by both
             postgresql_where=text("delivery_id IS NOT NULL"),
             sqlite_where=text("delivery_id IS NOT NULL"),
         ),

@@ -228,7 +228,7 @@ async def ingest_event(
         row |= {"idempotency_key": idempotency_key, "request_hash": digest}
         try:
             async with session.begin_nested():
-                event_id = await _insert_rows(session, [row])
+                event_id = await insert_event_rows(session, [row])
         except IntegrityError:
             # Another request with the same key won the race: answer as if we were the second.
             existing = await _find_idempotent(session, api_key_id, idempotency_key, digest)
@@ -236,7 +236,7 @@ async def ingest_event(
                 raise
             return existing, False
     else:
-        event_id = await _insert_rows(session, [row])
+        event_id = await insert_event_rows(session, [row])
     await notify_queue(session)
     return event_id[0], True
 
@@ -258,7 +258,7 @@ async def ingest_many(
             results.append(-1)
             rows.append(checked.row | {"api_key_id": api_key_id})
     if rows:
-        ids = iter(await _insert_rows(session, rows))
+        ids = iter(await insert_event_rows(session, rows))
         results = [next(ids) if result == -1 else result for result in results]
         await notify_queue(session)
     return results
@@ -293,7 +293,7 @@ async def ingest_batch(
             f"{len(problems)} of {len(items)} events are invalid; none was stored",
             details={"items": [{"index": i, "errors": as_dicts(problems[i])} for i in sorted(problems)]},
         )
-    ids = await _insert_rows(session, rows)
+    ids = await insert_event_rows(session, rows)
     await notify_queue(session)
     return ids
 
@@ -314,12 +314,12 @@ _INSERTED = (
     "type", "mode", "channel", "status", "email", "mobile_phone", "external_id", "origin", "language", "country",
     "email_format", "registration_token", "platform", "mobile_app_uuid", "correlation_id", "ctx", "scheduled_at",
     "expires_at", "api_key_id", "idempotency_key", "request_hash", "created_at", "updated_at", "next_attempt_at",
-    "error_count", "profile_id",
+    "error_count", "profile_id", "delivery_id", "variant",
 )  # fmt: skip
 _TIMES = frozenset({"scheduled_at", "expires_at", "created_at", "updated_at", "next_attempt_at"})
 
 
-async def _insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+async def insert_event_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
     """The hottest write in Envoi: ids chosen up front, and rows handed to the driver's executemany as tuples.
     SQLAlchemy's per-value processing cost more than the database did, and ordered RETURNING would insert
     row by row on SQLite. Values are converted here exactly as the column types would (see UTCDateTime)."""

@@ -145,7 +145,11 @@ def upgrade() -> None:
     op.add_column("events", sa.Column("variant", sa.String(length=1), nullable=True))
     marketing = sa.text("delivery_id IS NOT NULL")
     op.create_index(
-        "ix_events_delivery_id", "events", ["delivery_id"], postgresql_where=marketing, sqlite_where=marketing
+        "ix_events_delivery_id",
+        "events",
+        ["delivery_id", "profile_id"],
+        postgresql_where=marketing,
+        sqlite_where=marketing,
     )
     for column in ("opened_at", "clicked_at", "unsubscribed_at"):
         op.add_column("messages", sa.Column(column, _TIME, nullable=True))
