@@ -147,7 +147,7 @@ class KannelPeer:
                 self.parts.append(part)
 
     async def _wait_for_port(self, port: int) -> None:
-        for _ in range(200):
+        for _ in range(600):  # 30 s: on a loaded 2-core machine bearerbox took more than 10 to listen
             with contextlib.suppress(OSError):
                 _reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.close()
