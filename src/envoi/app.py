@@ -41,6 +41,8 @@ from envoi.templates.api import router as templates_router
 from envoi.templates.layouts_api import router as layouts_router
 from envoi.templates.testing_api import router as template_testing_router
 from envoi.tracking.api import router as tracking_router
+from envoi.webhooks.api import router as webhooks_router
+from envoi.webhooks.sender import WebhookSender
 from envoi.workflows.api import router as workflows_router
 from envoi.workflows.scheduler import Scheduler
 
@@ -57,7 +59,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         stop = asyncio.Event()
-        worker_task = listener_task = alerts_task = scheduler_task = None
+        worker_task = listener_task = alerts_task = scheduler_task = webhooks_task = None
         rt.notifications.start()
         notifications_task = asyncio.create_task(
             follow_notifications(
@@ -72,6 +74,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             worker = Worker(settings, rt.sessionmaker, rt.channels, rt.outbound, rt.wakeup)
             worker_task = asyncio.create_task(worker.run(stop))
             alerts_task = asyncio.create_task(watch_failure_rates(settings, rt.sessionmaker, stop))
+            webhooks_task = asyncio.create_task(WebhookSender(settings, rt.sessionmaker).run(stop))
             if settings.scheduler:  # on PostgreSQL, only the process holding the leader lock runs it
                 scheduler_task = asyncio.create_task(Scheduler(settings, rt.engine, rt.sessionmaker).run(stop))
             if not settings.is_sqlite:
@@ -85,7 +88,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             if listener_task is not None:
                 listener_task.cancel()
             # The worker finishes the batch in hand: what it sent is recorded before we exit.
-            tasks = (worker_task, listener_task, alerts_task, scheduler_task, notifications_task)
+            tasks = (worker_task, listener_task, alerts_task, scheduler_task, webhooks_task, notifications_task)
             await asyncio.gather(*(t for t in tasks if t), return_exceptions=True)
             if runtime is None:
                 await rt.aclose()
@@ -112,6 +115,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         profiles_router,
         deliveries_router,
         tracking_router,
+        webhooks_router,
         access_router,
         receipts_router,
         soap_router,

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     ab_test_min_duration_seconds: float = Field(
         3600.0, gt=0, description="The shortest A/B test: rates measured over less than this mislead."
     )
+    webhook_allow_private_networks: bool = Field(
+        False, description="Let webhooks call private, loopback and link-local addresses (a receiver on your network)."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="How long a receiver has to answer a call.")
+    webhook_retry_base_seconds: float = Field(30.0, gt=0, description="First retry delay of a call; doubles.")
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two tries.")
+    webhook_retry_hours: float = Field(
+        24.0, gt=0, description="A call still failing after this disables its subscription (its owner is told)."
+    )
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="How often an idle sender looks for calls to make.")
     console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts.")
     console_secure_cookie: bool = Field(
         False, description="Mark the session cookie Secure even when Envoi sees plain http (behind a TLS proxy)."

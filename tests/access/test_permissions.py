@@ -116,6 +116,12 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/v1/delivery-templates/{template_id}"): VIEW,
     ("PATCH", "/api/v1/delivery-templates/{template_id}"): DELIVERIES,
     ("DELETE", "/api/v1/delivery-templates/{template_id}"): DELIVERIES,
+    ("GET", "/api/v1/webhooks"): VIEW,
+    ("POST", "/api/v1/webhooks"): DELIVERIES,
+    ("GET", "/api/v1/webhooks/{webhook_id}"): VIEW,
+    ("POST", "/api/v1/webhooks/{webhook_id}/enable"): DELIVERIES,
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): DELIVERIES,
+    ("GET", "/api/v1/webhooks/{webhook_id}/attempts"): VIEW,
     ("GET", "/api/v1/me"): ANYONE,
     ("GET", "/api/v1/notifications"): ANYONE,  # the caller's own
     ("POST", "/api/v1/notifications/read-all"): ANYONE,

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from envoi.access.groups import add_member
 from envoi.access.operators import create_operator
@@ -18,8 +16,7 @@ from envoi.access.service import create_api_key
 from envoi.campaigns.models import Audience, Profile
 from envoi.runtime import Runtime
 from envoi.settings import Settings
-from tests.conftest import make_client
-from tests.smtp_sink import ReceivedEmail, SmtpSink
+from tests.smtp_sink import ReceivedEmail
 
 # Who makes the email (cora), who edits it (ed, eve), and who does not (dora, a delivery supervisor too).
 PEOPLE = ("cora@example.com", "ed@example.com", "eve@example.com", "dora@example.com")
@@ -41,16 +38,14 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def mk_runtime(settings: Settings, smtp_sink: SmtpSink) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(settings.model_copy(update={"smtp_url": SecretStr(smtp_sink.url)}))
-    yield runtime
-    await runtime.aclose()
+def mk_runtime(smtp_runtime: Runtime) -> Runtime:
+    """The runtime whose emails go to the SMTP sink, with the settings above."""
+    return smtp_runtime
 
 
 @pytest.fixture
-async def mk_api(mk_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async with await make_client(mk_runtime) as client:
-        yield client
+def mk_api(smtp_api: httpx.AsyncClient) -> httpx.AsyncClient:
+    return smtp_api
 
 
 @dataclass

@@ -23,6 +23,7 @@ from envoi.notifications.failures import watch_failure_rates
 from envoi.providers.config import ProviderConfigError, static_providers
 from envoi.server import serve as serve_app
 from envoi.settings import Settings
+from envoi.webhooks.sender import WebhookSender
 from envoi.workflows.scheduler import Scheduler
 
 app = typer.Typer()
@@ -116,12 +117,14 @@ async def _run_worker(settings: Settings) -> None:
             url = settings.resolved_database_url()
             listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
         alerts = asyncio.create_task(watch_failure_rates(settings, runtime.sessionmaker, stop))
+        webhooks = asyncio.create_task(WebhookSender(settings, runtime.sessionmaker).run(stop))
         # On SQLite, envoi serve runs the scheduler: without PostgreSQL's lock, two processes would both run it.
         scheduler = None
         if settings.scheduler and not settings.is_sqlite:
             scheduler = asyncio.create_task(Scheduler(settings, runtime.engine, runtime.sessionmaker).run(stop))
         await worker.run(stop)
         await alerts
+        await webhooks
         if scheduler is not None:
             await scheduler
         if listener is not None:

@@ -11,6 +11,7 @@ from envoi.notifications import models as notifications_models
 from envoi.providers import models as providers_models
 from envoi.templates import models as templates_models
 from envoi.tracking import models as tracking_models
+from envoi.webhooks import models as webhooks_models
 from envoi.workflows import models as workflows_models
 
 metadata = Base.metadata
@@ -27,5 +28,6 @@ __all__ = [
     "providers_models",
     "templates_models",
     "tracking_models",
+    "webhooks_models",
     "workflows_models",
 ]

@@ -35,6 +35,7 @@ from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.marketing import MarketingContext, delivery_variables, finish_marketing_email, load_marketing
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
+from envoi.delivery.recording import announced, recheck_paused, release_lease
 from envoi.delivery.retry import retry_delay
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
 from envoi.outbound import OutboundClient
@@ -43,11 +44,12 @@ from envoi.templates.attachments import attach_files, attachment_urls
 from envoi.templates.compiled import CompiledTemplate
 from envoi.templates.design import Design, render_context
 from envoi.templates.email import RenderedEmail
-from envoi.templates.models import Template, TemplateState
+from envoi.templates.models import TemplateState
 from envoi.templates.push import RenderedPush
 from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 from envoi.templates.sms import RenderedSms
+from envoi.webhooks.outbox import announce
 
 
 @dataclass(slots=True)
@@ -296,11 +298,11 @@ class DeliveryPipeline:
     ) -> int:
         """Every status, message and quarantine entry of the batch, in the caller's one transaction.
         Only events whose lease we still hold are recorded; returns how many that was."""
-        owned = await _release_lease(session, owner, [d.event.id for d in decisions])
+        owned = await release_lease(session, owner, [d.event.id for d in decisions])
         decisions = [d for d in decisions if d.event.id in owned]
         if not decisions:
             return 0
-        await _recheck_paused(session, decisions, now)
+        await recheck_paused(session, decisions, now)
         event_rows, timeline, new_messages, quarantine = [], [], [], []
         for d in decisions:
             e = d.event
@@ -343,6 +345,7 @@ class DeliveryPipeline:
         if new_messages:
             await session.execute(insert(Message), new_messages)
         await add_to_quarantine(session, quarantine)
+        await announce(session, [change for d in decisions if (change := announced(d, now))])
         return len(decisions)
 
     @staticmethod
@@ -366,33 +369,3 @@ class DeliveryPipeline:
             "updated_at": now,
             "sent_at": now if sent else None,
         }
-
-
-async def _release_lease(session: AsyncSession, owner: str, event_ids: list[int]) -> set[int]:
-    """End our lease on the events still ours; a batch taken over by another worker is theirs to record."""
-    released = await session.execute(
-        update(Event)
-        .where(Event.id.in_(event_ids), Event.lease_owner == owner, Event.status == EventStatus.PROCESSING)
-        .values(lease_owner=None)
-        .returning(Event.id)
-        .execution_options(synchronize_session=False)
-    )
-    return set(released.scalars())
-
-
-async def _recheck_paused(session: AsyncSession, decisions: list[Decision], now: datetime) -> None:
-    """A template resumed while the batch was being sent must not leave its events paused for ever."""
-    paused = {d.route.template_id for d in decisions if d.status == EventStatus.PAUSED and d.route}
-    if not paused:
-        return
-    states: dict[int | None, str] = dict(
-        (
-            await session.execute(
-                select(Template.id, Template.state).where(Template.id.in_(paused)).with_for_update(read=True)
-            )
-        ).all()
-    )
-    for d in decisions:
-        if d.status == EventStatus.PAUSED and d.route and states.get(d.route.template_id) != TemplateState.PAUSED:
-            d.status, d.next_attempt_at = EventStatus.PENDING, now
-            d.reason = "its template was resumed while the batch was in flight"

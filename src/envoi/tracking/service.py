@@ -15,6 +15,8 @@ from envoi.delivery.models import Message
 from envoi.events.models import Event
 from envoi.tracking.bots import bot_reason
 from envoi.tracking.models import HitKind, TrackingHit
+from envoi.webhooks.models import Change
+from envoi.webhooks.outbox import StatusChange, announce
 
 Moment = InstrumentedAttribute[datetime | None]
 URL_LENGTH = 4000  # kept of a clicked URL: enough for any real link, bounded for a forged one
@@ -45,8 +47,8 @@ async def record_open(
     if message is None:
         return None
     hit = _hit(session, message, HitKind.OPEN, None, user_agent, now, bot_window)
-    if hit.bot is None:
-        await _set_first(session, message, Message.opened_at, now)
+    if hit.bot is None and await _set_first(session, message, Message.opened_at, now):
+        await _announce(session, message, Change.MESSAGE_OPENED, now, {})
     return hit
 
 
@@ -59,8 +61,10 @@ async def record_click(
         return None
     hit = _hit(session, message, HitKind.CLICK, url[:URL_LENGTH], user_agent, now, bot_window)
     if hit.bot is None:
-        await _set_first(session, message, Message.clicked_at, now)
-        await _set_first(session, message, Message.opened_at, now)
+        if await _set_first(session, message, Message.opened_at, now):
+            await _announce(session, message, Change.MESSAGE_OPENED, now, {})
+        if await _set_first(session, message, Message.clicked_at, now):
+            await _announce(session, message, Change.MESSAGE_CLICKED, now, {"url": url[:URL_LENGTH]})
     return hit
 
 
@@ -108,10 +112,27 @@ def _hit(
     return hit
 
 
-async def _set_first(session: AsyncSession, message: Message, column: Moment, now: datetime) -> None:
+async def _set_first(session: AsyncSession, message: Message, column: Moment, now: datetime) -> bool:
     """Only the first one counts; a conditional update, so two hits at once cannot both be the first."""
-    if getattr(message, column.key) is None:
-        await session.execute(update(Message).where(Message.id == message.id, column.is_(None)).values({column: now}))
+    if getattr(message, column.key) is not None:
+        return False
+    result = await session.execute(
+        update(Message)
+        .where(Message.id == message.id, column.is_(None))
+        .values({column: now})
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
+
+
+async def _announce(
+    session: AsyncSession, message: Message, change: Change, now: datetime, extra: dict[str, str]
+) -> None:
+    """The first open or click of a message, for the webhooks that want it."""
+    event_type = await session.scalar(select(Event.type).where(Event.id == message.event_id))
+    details = {"message": {"id": message.id, "channel": message.channel, **extra}}
+    await announce(session, [StatusChange(change, message.event_id, event_type or "", now, details)])
 
 
 def _clip(user_agent: str | None) -> str | None:

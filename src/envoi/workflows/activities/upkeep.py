@@ -12,6 +12,7 @@ from envoi.channels.outbox import OutboxMessage
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventStatus, EventStatusChange
 from envoi.notifications.models import Notification
+from envoi.webhooks.models import CallStatus, WebhookAttempt, WebhookCall
 from envoi.workflows.activities.base import Activity, ActivitySettings, Done, RunContext
 from envoi.workflows.models import HourlyStatistic, WorkflowRun
 
@@ -28,7 +29,8 @@ class PurgeActivity(Activity[PurgeSettings]):
     settings_model = PurgeSettings
     description = (
         "Deletes ended events (with their messages and timeline), captured outbox messages, workflow runs and "
-        "notifications older than the retention settings (ENVOI_RETENTION_*)."
+        "notifications older than the retention settings (ENVOI_RETENTION_*), and webhook calls and attempts "
+        "older than 7 days."
     )
 
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
@@ -61,6 +63,11 @@ class PurgeActivity(Activity[PurgeSettings]):
         )
         notices_before = context.now - timedelta(days=retention.retention_notifications_days)
         notices = await _deleted(session, delete(Notification).where(Notification.created_at < notices_before))
+        week = context.now - timedelta(days=7)  # webhook attempts are shown for 7 days
+        await session.execute(delete(WebhookAttempt).where(WebhookAttempt.at < week))
+        await session.execute(
+            delete(WebhookCall).where(WebhookCall.created_at < week, WebhookCall.status != CallStatus.PENDING)
+        )
         context.log(
             f"deleted {events} ended events older than {retention.retention_events_days:g} days with their "
             f"{messages} messages, {outbox} outbox messages, {runs} workflow runs older than "

@@ -1,0 +1,56 @@
+"""Recording a batch: the lease still ours, paused templates checked again, each final status announced to
+the webhooks that want it, in the batch's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from envoi.events.models import Event, EventStatus
+from envoi.templates.models import Template, TemplateState
+from envoi.webhooks.outbox import EVENT_CHANGES, StatusChange
+
+if TYPE_CHECKING:
+    from envoi.delivery.pipeline import Decision
+
+
+def announced(d: Decision, now: datetime) -> StatusChange | None:
+    """An event's final status, for the webhooks that want it (in the transaction that records it)."""
+    change = EVENT_CHANGES.get(d.status.label)
+    if change is None or d.fallback:
+        return None
+    details = {"status": d.status.label, "channel": d.event.channel, "reason": d.reason}
+    return StatusChange(change, d.event.id, d.event.type, now, details)
+
+
+async def release_lease(session: AsyncSession, owner: str, event_ids: list[int]) -> set[int]:
+    """End our lease on the events still ours; a batch taken over by another worker is theirs to record."""
+    released = await session.execute(
+        update(Event)
+        .where(Event.id.in_(event_ids), Event.lease_owner == owner, Event.status == EventStatus.PROCESSING)
+        .values(lease_owner=None)
+        .returning(Event.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(released.scalars())
+
+
+async def recheck_paused(session: AsyncSession, decisions: list[Decision], now: datetime) -> None:
+    """A template resumed while the batch was being sent must not leave its events paused for ever."""
+    paused = {d.route.template_id for d in decisions if d.status == EventStatus.PAUSED and d.route}
+    if not paused:
+        return
+    states: dict[int | None, str] = dict(
+        (
+            await session.execute(
+                select(Template.id, Template.state).where(Template.id.in_(paused)).with_for_update(read=True)
+            )
+        ).all()
+    )
+    for d in decisions:
+        if d.status == EventStatus.PAUSED and d.route and states.get(d.route.template_id) != TemplateState.PAUSED:
+            d.status, d.next_attempt_at = EventStatus.PENDING, now
+            d.reason = "its template was resumed while the batch was in flight"
