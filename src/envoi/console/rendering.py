@@ -54,6 +54,7 @@ NAV = (
     NavItem("Workflows", "/console/workflows", Permission.VIEW_EVENTS),
     NavItem("Deliveries", "/console/deliveries", Permission.VIEW_EVENTS),
     NavItem("Profiles", "/console/profiles", Permission.VIEW_EVENTS),
+    NavItem("Webhooks", "/console/webhooks", Permission.VIEW_EVENTS),
     NavItem("Operators", "/console/operators", Permission.MANAGE_OPERATORS),
     NavItem("Groups", "/console/groups", Permission.MANAGE_OPERATORS),
     NavItem("API keys", "/console/api-keys", Permission.MANAGE_OPERATORS),

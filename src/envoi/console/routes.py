@@ -21,6 +21,7 @@ from envoi.console import (
     profiles,
     publishing,
     quarantine,
+    webhooks,
     workflow_templates,
     workflows,
 )
@@ -30,7 +31,7 @@ __all__ = ["STATIC_DIR", "router"]
 
 PAGES = (
     auth, home, event_types, editor, publishing, events, quarantine, outbox, workflows, workflow_templates, operators,
-    groups, keys, audit_log, deliveries, delivery_templates, profiles, audiences,
+    groups, keys, audit_log, deliveries, delivery_templates, profiles, audiences, webhooks,
 )  # fmt: skip
 router = APIRouter()
 for pages in PAGES:

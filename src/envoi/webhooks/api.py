@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access.api import CanManageDeliveries, CanView, RuntimeDep
 from envoi.access.audit import audit
-from envoi.db.base import utcnow
-from envoi.errors import NotFound
-from envoi.webhooks.models import Webhook, WebhookAttempt, WebhookCall
+from envoi.webhooks import service
+from envoi.webhooks.models import Webhook
 from envoi.webhooks.schemas import AttemptOut, WebhookIn, WebhookOut
+from envoi.webhooks.service import find_webhook, recent_attempts
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 Id = Annotated[int, Path(ge=1, le=2**62)]
-KEPT = timedelta(days=7)
-
-
-async def _find(session: AsyncSession, webhook_id: int) -> Webhook:
-    hook = await session.get(Webhook, webhook_id)
-    if hook is None:
-        raise NotFound(f"webhook {webhook_id} does not exist")
-    return hook
 
 
 @router.get("", response_model=list[WebhookOut], response_model_exclude_none=False)
 async def list_webhooks(runtime: RuntimeDep, _who: CanView) -> list[WebhookOut]:
     async with runtime.transaction() as session:
-        return [WebhookOut.of(h) for h in await session.scalars(select(Webhook).order_by(Webhook.id))]
+        return [WebhookOut.of(h) for h in await service.list_webhooks(session)]
 
 
 @router.post("", response_model=WebhookOut, status_code=201)
@@ -58,14 +47,14 @@ async def create_webhook(body: WebhookIn, runtime: RuntimeDep, who: CanManageDel
 @router.get("/{webhook_id}", response_model=WebhookOut)
 async def read_webhook(webhook_id: Id, runtime: RuntimeDep, _who: CanView) -> WebhookOut:
     async with runtime.transaction() as session:
-        return WebhookOut.of(await _find(session, webhook_id))
+        return WebhookOut.of(await find_webhook(session, webhook_id))
 
 
 @router.post("/{webhook_id}/enable", response_model=WebhookOut)
 async def enable_webhook(webhook_id: Id, runtime: RuntimeDep, who: CanManageDeliveries) -> WebhookOut:
     """Calls start again for changes from now on (those failed while it was disabled are not resent)."""
     async with runtime.transaction() as session:
-        hook = await _find(session, webhook_id)
+        hook = await find_webhook(session, webhook_id)
         hook.active, hook.disabled_at, hook.disabled_reason = True, None, None
         audit(session, who, "enabled", "webhook", hook.id)
         return WebhookOut.of(hook)
@@ -74,7 +63,7 @@ async def enable_webhook(webhook_id: Id, runtime: RuntimeDep, who: CanManageDeli
 @router.delete("/{webhook_id}", status_code=204)
 async def delete_webhook(webhook_id: Id, runtime: RuntimeDep, who: CanManageDeliveries) -> None:
     async with runtime.transaction() as session:
-        hook = await _find(session, webhook_id)
+        hook = await find_webhook(session, webhook_id)
         await session.delete(hook)
         audit(session, who, "deleted", "webhook", webhook_id, {"url": hook.url})
 
@@ -83,12 +72,5 @@ async def delete_webhook(webhook_id: Id, runtime: RuntimeDep, who: CanManageDeli
 async def list_attempts(webhook_id: Id, runtime: RuntimeDep, _who: CanView) -> list[AttemptOut]:
     """The last 7 days of attempts, newest first (at most 500): status code, latency, the answer's start."""
     async with runtime.transaction() as session:
-        await _find(session, webhook_id)
-        rows = await session.execute(
-            select(WebhookAttempt, WebhookCall.change)
-            .join(WebhookCall, WebhookCall.id == WebhookAttempt.call_id)
-            .where(WebhookAttempt.webhook_id == webhook_id, WebhookAttempt.at >= utcnow() - KEPT)
-            .order_by(WebhookAttempt.id.desc())
-            .limit(500)
-        )
-        return [AttemptOut.of(attempt, change) for attempt, change in rows]
+        await find_webhook(session, webhook_id)
+        return [AttemptOut.of(attempt, change) for attempt, change in await recent_attempts(session, webhook_id)]

@@ -13,6 +13,7 @@ from envoi.delivery.models import Message
 from envoi.events.models import Event, EventStatus, EventStatusChange
 from envoi.notifications.models import Notification
 from envoi.webhooks.models import CallStatus, WebhookAttempt, WebhookCall
+from envoi.webhooks.service import KEPT as WEBHOOK_ATTEMPTS_KEPT
 from envoi.workflows.activities.base import Activity, ActivitySettings, Done, RunContext
 from envoi.workflows.models import HourlyStatistic, WorkflowRun
 
@@ -63,7 +64,7 @@ class PurgeActivity(Activity[PurgeSettings]):
         )
         notices_before = context.now - timedelta(days=retention.retention_notifications_days)
         notices = await _deleted(session, delete(Notification).where(Notification.created_at < notices_before))
-        week = context.now - timedelta(days=7)  # webhook attempts are shown for 7 days
+        week = context.now - WEBHOOK_ATTEMPTS_KEPT
         await session.execute(delete(WebhookAttempt).where(WebhookAttempt.at < week))
         await session.execute(
             delete(WebhookCall).where(WebhookCall.created_at < week, WebhookCall.status != CallStatus.PENDING)
