@@ -10,6 +10,7 @@ together; anything else it does (an HTTP call) may be repeated if the process di
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -57,14 +58,14 @@ class Done:
     not_before: datetime | None = None  # the next activities wait until then
 
 
-class Activity(Generic[S]):
+class Activity(ABC, Generic[S]):
     kind: ClassVar[str]
     settings_model: type[S]
     outcomes: ClassVar[tuple[str, ...]] = ("done",)
     description: ClassVar[str] = ""
 
-    async def run(self, settings: S, given: dict[str, Any] | None, context: RunContext) -> Done:
-        raise NotImplementedError
+    @abstractmethod
+    async def run(self, settings: S, given: dict[str, Any] | None, context: RunContext) -> Done: ...
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
