@@ -102,7 +102,7 @@ async def update_delivery(
     for key, value in (await _checked(session, fields)).items():
         setattr(delivery, key, value)
     if delivery.state == DeliveryState.SCHEDULED:  # what was checked when it was scheduled may no longer hold
-        await _refuse_problems(session, delivery, settings)
+        _refuse_problems(delivery, settings)
     await session.flush()
     return delivery
 
@@ -131,7 +131,7 @@ def delivery_problems(delivery: Delivery, settings: Settings) -> list[Problem]:
     return problems
 
 
-async def _refuse_problems(session: AsyncSession, delivery: Delivery, settings: Settings) -> None:
+def _refuse_problems(delivery: Delivery, settings: Settings) -> None:
     if problems := delivery_problems(delivery, settings):
         raise invalid(problems)
 
@@ -139,7 +139,7 @@ async def _refuse_problems(session: AsyncSession, delivery: Delivery, settings: 
 async def schedule_delivery(session: AsyncSession, settings: Settings, delivery: Delivery, at: datetime) -> None:
     """Sent by the ``email_deliveries`` technical workflow once ``at`` has come (within its minute)."""
     _must_be_draft(delivery)
-    await _refuse_problems(session, delivery, settings)
+    _refuse_problems(delivery, settings)
     delivery.state, delivery.scheduled_at = DeliveryState.SCHEDULED, at
 
 
@@ -170,7 +170,7 @@ async def launch_delivery(session: AsyncSession, settings: Settings, delivery: D
     """Fix the recipients (the audience's subscribed profiles with an email, now), queue the test variants (or
     the only variant) and start the test. Returns how many emails were queued."""
     _must_be_draft(delivery)
-    await _refuse_problems(session, delivery, settings)
+    _refuse_problems(delivery, settings)
     audience = await session.get(Audience, delivery.audience_id)
     if audience is None:
         raise ValidationFailed("the audience was deleted: choose another", field="audience")

@@ -14,7 +14,7 @@ from envoi.console.forms import read_form
 from envoi.console.rendering import render
 from envoi.console.routing import console_router, runtime_of, see_other
 from envoi.console.session import CanManageDeliveries, CanView
-from envoi.webhooks.service import find_webhook, list_webhooks, recent_attempts
+from envoi.webhooks.service import enable_webhook, find_webhook, list_webhooks, recent_attempts
 
 router = console_router()
 WebhookId = Annotated[int, Path(ge=1, le=2**62)]
@@ -41,6 +41,6 @@ async def enable(request: Request, webhook_id: WebhookId, viewer: CanManageDeliv
     await read_form(request)  # its CSRF token
     async with runtime_of(request).transaction() as session:
         hook = await find_webhook(session, webhook_id)
-        hook.active, hook.disabled_at, hook.disabled_reason = True, None, None
+        enable_webhook(hook)
         audit(session, viewer.principal, "enabled", "webhook", webhook_id)
     return see_other(f"/console/webhooks/{webhook_id}?enabled=1")

@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from envoi.channels.base import Receipt, ReceiptHandler
 from envoi.db.base import utcnow
 from envoi.delivery.models import Message, MessageStatus
-from envoi.events.models import Event
 from envoi.webhooks.models import Change
-from envoi.webhooks.outbox import StatusChange, announce
+from envoi.webhooks.outbox import announce_message
 
 log = structlog.get_logger(__name__)
 _WAITS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 20.0)  # about 40 s in all: longer than a batch takes to record
@@ -54,9 +53,8 @@ async def record_receipt(session: AsyncSession, channel: str, provider: str | No
     ).all()
     if matched and receipt.delivered:
         message_id, event_id = matched[0]
-        event_type = await session.scalar(select(Event.type).where(Event.id == event_id))
-        details = {"message": {"id": message_id, "channel": channel, "status": "delivered"}}
-        await announce(session, [StatusChange(Change.MESSAGE_DELIVERED, event_id, event_type or "", now, details)])
+        about = {"id": message_id, "channel": channel, "status": "delivered"}
+        await announce_message(session, Change.MESSAGE_DELIVERED, event_id=event_id, message=about, now=now)
     return len(matched)
 
 

@@ -16,7 +16,7 @@ from envoi.events.models import Event
 from envoi.tracking.bots import bot_reason
 from envoi.tracking.models import HitKind, TrackingHit
 from envoi.webhooks.models import Change
-from envoi.webhooks.outbox import StatusChange, announce
+from envoi.webhooks.outbox import announce_message
 
 Moment = InstrumentedAttribute[datetime | None]
 URL_LENGTH = 4000  # kept of a clicked URL: enough for any real link, bounded for a forged one
@@ -130,9 +130,8 @@ async def _announce(
     session: AsyncSession, message: Message, change: Change, now: datetime, extra: dict[str, str]
 ) -> None:
     """The first open or click of a message, for the webhooks that want it."""
-    event_type = await session.scalar(select(Event.type).where(Event.id == message.event_id))
-    details = {"message": {"id": message.id, "channel": message.channel, **extra}}
-    await announce(session, [StatusChange(change, message.event_id, event_type or "", now, details)])
+    about = {"id": message.id, "channel": message.channel, **extra}
+    await announce_message(session, change, event_id=message.event_id, message=about, now=now)
 
 
 def _clip(user_agent: str | None) -> str | None:

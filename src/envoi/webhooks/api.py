@@ -55,7 +55,7 @@ async def enable_webhook(webhook_id: Id, runtime: RuntimeDep, who: CanManageDeli
     """Calls start again for changes from now on (those failed while it was disabled are not resent)."""
     async with runtime.transaction() as session:
         hook = await find_webhook(session, webhook_id)
-        hook.active, hook.disabled_at, hook.disabled_reason = True, None, None
+        service.enable_webhook(hook)
         audit(session, who, "enabled", "webhook", hook.id)
         return WebhookOut.of(hook)
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.events.models import Event
 from envoi.webhooks.models import CallStatus, Change, Webhook, WebhookCall
 
 # What an event's final status is announced as.
@@ -66,3 +67,11 @@ async def announce(session: AsyncSession, changes: Sequence[StatusChange]) -> in
     if rows:
         await session.execute(insert(WebhookCall), rows)
     return len(rows)
+
+
+async def announce_message(
+    session: AsyncSession, change: Change, *, event_id: int, message: dict[str, Any], now: datetime
+) -> int:
+    """A message's change (delivered, opened, clicked), announced with its event's type."""
+    event_type = await session.scalar(select(Event.type).where(Event.id == event_id))
+    return await announce(session, [StatusChange(change, event_id, event_type or "", now, {"message": message})])

@@ -35,3 +35,8 @@ async def recent_attempts(session: AsyncSession, webhook_id: int, limit: int = 5
         .limit(limit)
     )
     return [(attempt, change) for attempt, change in rows]
+
+
+def enable_webhook(hook: Webhook) -> None:
+    """Calls start again for changes from now on (those failed while it was disabled are not resent)."""
+    hook.active, hook.disabled_at, hook.disabled_reason = True, None, None
