@@ -15,6 +15,7 @@ class MessageStatus(enum.IntEnum):
     FAILED = 2  # refused for good, or retries exhausted
     DELIVERED = 3  # the network confirmed it reached the phone (a delivery receipt)
     UNDELIVERED = 4  # the network gave up on it after accepting it (a delivery receipt)
+    BOUNCED = 5  # the receiving mail server sent it back for good (a hard bounce report)
 
     @property
     def label(self) -> str:
@@ -41,13 +42,19 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the provider was handed the message: sending time is sent_at - send_started_at.
+    send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The first open, click and unsubscription by a person (bots are not counted): what A/B tests compare.
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Delivery receipts find their message by the provider's id.
-    __table_args__ = (Index("ix_messages_channel_provider_id", "channel", "provider_id"),)
+    # Per template version figures read a version's messages.
+    __table_args__ = (
+        Index("ix_messages_channel_provider_id", "channel", "provider_id"),
+        Index("ix_messages_template_version_id", "template_version_id"),
+    )
 
 
 class QuarantinedAddress(Base):

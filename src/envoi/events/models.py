@@ -93,6 +93,10 @@ class Event(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # When the event may next be claimed: its schedule, its next retry, or the end of a worker's lease.
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # For the reports: when a worker first took the event (queue time ends) and when it reached its final
+    # status (processing time ends); null until then.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     error_count: Mapped[int] = mapped_column(SmallInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

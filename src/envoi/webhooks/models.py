@@ -22,6 +22,7 @@ class Change(enum.StrEnum):
     EVENT_ROUTING_FAILED = "event.routing_failed"
     EVENT_TOO_OLD = "event.too_old"
     MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_BOUNCED = "message.bounced"
     MESSAGE_OPENED = "message.opened"
     MESSAGE_CLICKED = "message.clicked"
 

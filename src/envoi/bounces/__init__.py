@@ -1,0 +1,1 @@
+"""Bounces and complaints: the inbound SMTP listener, VERP return paths, DSN and ARF parsing, quarantine."""
