@@ -18,6 +18,8 @@ from starlette.staticfiles import StaticFiles
 
 from envoi import __version__
 from envoi.access.admin_api import router as access_router
+from envoi.bounces.api import router as bounces_router
+from envoi.bounces.listener import start_bounces
 from envoi.campaigns.api import router as deliveries_router
 from envoi.campaigns.profiles_api import router as profiles_router
 from envoi.channels.api import router as outbox_router
@@ -32,8 +34,12 @@ from envoi.events.api import router as events_router
 from envoi.notifications.api import router as notifications_router
 from envoi.notifications.failures import watch_failure_rates
 from envoi.notifications.hub import follow_notifications
+from envoi.observability.api import router as metrics_router
 from envoi.providers.api import receipts_router
 from envoi.providers.api import router as providers_router
+from envoi.providers.dkim_api import router as dkim_router
+from envoi.reports.api import router as reports_router
+from envoi.reports.watch import watch_queue
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from envoi.soap.api import router as soap_router
@@ -53,13 +59,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = app.state.runtime = runtime or Runtime.create(settings)
+        bounce_listener = await start_bounces(settings, rt.sessionmaker)  # when ENVOI_BOUNCE_LISTEN_PORT is set
         # Everything loaded so far lives for the whole process: keep it out of the collector's scans, and
         # collect young objects less often, so a collection never stalls deliveries for tens of milliseconds.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         stop = asyncio.Event()
-        worker_task = listener_task = alerts_task = scheduler_task = webhooks_task = None
+        worker_task = listener_task = alerts_task = scheduler_task = webhooks_task = watch_task = None
         rt.notifications.start()
         notifications_task = asyncio.create_task(
             follow_notifications(
@@ -74,6 +81,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             worker = Worker(settings, rt.sessionmaker, rt.channels, rt.outbound, rt.wakeup)
             worker_task = asyncio.create_task(worker.run(stop))
             alerts_task = asyncio.create_task(watch_failure_rates(settings, rt.sessionmaker, stop))
+            watch_task = asyncio.create_task(watch_queue(settings, rt.sessionmaker, stop))
             webhooks_task = asyncio.create_task(WebhookSender(settings, rt.sessionmaker).run(stop))
             if settings.scheduler:  # on PostgreSQL, only the process holding the leader lock runs it
                 scheduler_task = asyncio.create_task(Scheduler(settings, rt.engine, rt.sessionmaker).run(stop))
@@ -84,11 +92,15 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             yield
         finally:
             stop.set()
+            if bounce_listener is not None:
+                bounce_listener.close()  # a report cut short was not answered 250: its server sends it again
             rt.notifications.close()  # open streams end (envoi.server ends them earlier, at the signal)
             if listener_task is not None:
                 listener_task.cancel()
             # The worker finishes the batch in hand: what it sent is recorded before we exit.
-            tasks = (worker_task, listener_task, alerts_task, scheduler_task, webhooks_task, notifications_task)
+            tasks = (
+                worker_task, listener_task, alerts_task, watch_task, scheduler_task, webhooks_task, notifications_task
+            )  # fmt: skip
             await asyncio.gather(*(t for t in tasks if t), return_exceptions=True)
             if runtime is None:
                 await rt.aclose()
@@ -110,15 +122,19 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         layouts_router,
         outbox_router,
         quarantine_router,
+        bounces_router,
         providers_router,
+        dkim_router,
         workflows_router,
         profiles_router,
         deliveries_router,
         tracking_router,
         webhooks_router,
+        reports_router,
         access_router,
         receipts_router,
         soap_router,
+        metrics_router,
         console_router,
     ):
         app.include_router(router)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     )
     smtp_timeout: float = Field(30.0, gt=0)
     message_id_domain: str = Field("envoi.localhost", description="Right-hand side of Message-ID headers.")
+    dkim_key_dir: Path | None = Field(
+        None,
+        description="A folder of DKIM private keys named <domain>.<selector>.pem (envoi dkim generate writes them): "
+        "every SMTP provider signs the mail of their domains and subdomains. Unset: no DKIM signature.",
+    )
 
     attachment_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Largest attachment fetched by URL, and the most one email's may total."
@@ -98,6 +103,26 @@ class Settings(BaseSettings):
         0.5, gt=0, le=1, description="The share of them ended delivery_failed, routing_failed or too_old that alerts."
     )
     failure_alert_check_seconds: float = Field(30.0, gt=0, description="How often the worker checks failure rates.")
+    report_sample_seconds: float = Field(
+        60.0, gt=0, description="How often the worker samples the queue's depth for the reports and checks thresholds."
+    )
+    report_window_minutes: float = Field(
+        15.0, gt=0, description="The watched p95 queue and processing times are of the events ended this recently."
+    )
+    threshold_queue_depth_warning: int = Field(
+        1000, ge=0, description="Events waiting for a worker (due, not yet claimed) that warn the supervisors; 0: off."
+    )
+    threshold_queue_depth_alert: int = Field(10_000, ge=0, description="Events waiting that alert them; 0: off.")
+    threshold_queue_time_warning_seconds: float = Field(
+        60.0, ge=0, description="A p95 queue time (due to first claimed) that warns the supervisors; 0: off."
+    )
+    threshold_queue_time_alert_seconds: float = Field(300.0, ge=0, description="A p95 queue time that alerts; 0: off.")
+    threshold_processing_time_warning_seconds: float = Field(
+        60.0, ge=0, description="A p95 processing time (first claimed to final status) that warns; 0: off."
+    )
+    threshold_processing_time_alert_seconds: float = Field(
+        600.0, ge=0, description="A p95 processing time that alerts; 0: off."
+    )
     scheduler: bool = Field(
         True, description="Whether this process may run the workflow scheduler (one process leads at a time)."
     )
@@ -140,6 +165,23 @@ class Settings(BaseSettings):
         24.0, gt=0, description="A call still failing after this disables its subscription (its owner is told)."
     )
     webhook_poll_seconds: float = Field(1.0, gt=0, description="How often an idle sender looks for calls to make.")
+    bounce_domain: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+        description="Emails are sent with the return path bounce+<event id>-<signature>@<this domain> (VERP), "
+        "whose MX must lead to the bounce listener. Unset: the From address is the return path.",
+    )
+    bounce_listen_host: str = Field("127.0.0.1", description="Where the inbound bounce listener (SMTP) listens.")
+    bounce_listen_port: int | None = Field(
+        None, ge=0, le=65535, description="The bounce listener's port, in the envoi serve process. Unset: off."
+    )
+    bounce_max_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest report the bounce listener accepts (552 above it)."
+    )
+    bounce_soft_limit: int = Field(
+        3, ge=1, description="Soft bounces of an address within bounce_soft_days that put it in quarantine."
+    )
+    bounce_soft_days: float = Field(7.0, gt=0, description="The period over which soft bounces are counted.")
     console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts.")
     console_secure_cookie: bool = Field(
         False, description="Mark the session cookie Secure even when Envoi sees plain http (behind a TLS proxy)."
@@ -149,6 +191,13 @@ class Settings(BaseSettings):
         20, ge=1, description="Failed logins from one client address per window."
     )
     console_login_window_minutes: float = Field(15.0, gt=0, description="The window of the login throttle.")
+
+    metrics_dir: Path | None = Field(
+        None,
+        description="Where each envoi serve and envoi worker process of this host writes its counts, so that "
+        "/metrics in any of them sums them all: every process of a host must use the same one. "
+        "Default: metrics under data_dir.",
+    )
 
     batch_max_events: int = Field(10_000, ge=1)
     soap_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest SOAP request accepted.")

@@ -65,6 +65,7 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/v1/outbox"): VIEW,
     ("GET", "/api/v1/outbox/{message_id}"): VIEW,
     ("GET", "/api/v1/quarantine"): VIEW,
+    ("GET", "/api/v1/bounces"): VIEW,
     ("DELETE", "/api/v1/quarantine/{channel}/{address}"): DELIVERIES,
     ("GET", "/api/v1/providers"): DELIVERIES,
     ("POST", "/api/v1/providers"): DELIVERIES,
@@ -72,6 +73,7 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/v1/providers/{name}"): DELIVERIES,
     ("PATCH", "/api/v1/providers/{name}"): DELIVERIES,
     ("DELETE", "/api/v1/providers/{name}"): DELIVERIES,
+    ("GET", "/api/v1/dkim"): DELIVERIES,
     ("GET", "/api/v1/workflow-activities"): VIEW,
     ("GET", "/api/v1/workflows"): VIEW,
     ("POST", "/api/v1/workflows"): WORKFLOWS,
@@ -122,6 +124,8 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/api/v1/webhooks/{webhook_id}/enable"): DELIVERIES,
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): DELIVERIES,
     ("GET", "/api/v1/webhooks/{webhook_id}/attempts"): VIEW,
+    ("GET", "/api/v1/reports"): VIEW,
+    ("GET", "/api/v1/templates/{template_id}/figures"): VIEW,
     ("GET", "/api/v1/me"): ANYONE,
     ("GET", "/api/v1/notifications"): ANYONE,  # the caller's own
     ("POST", "/api/v1/notifications/read-all"): ANYONE,
@@ -139,6 +143,7 @@ NEEDS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/api/v1/api-keys"): OPERATORS,
     ("DELETE", "/api/v1/api-keys/{key_id}"): OPERATORS,
     ("GET", "/api/v1/audit"): OPERATORS,
+    ("GET", "/metrics"): VIEW,  # Prometheus, with a key scoped to view_events
 }
 
 # Path parameters that exist nowhere (or change nothing): an allowed caller gets a 404 or 422, never a 403.
@@ -152,7 +157,10 @@ def _url(path: str) -> str:
 
 def _routes(spec: dict[str, Any]) -> list[tuple[str, str]]:
     return [
-        (method.upper(), path) for path, ops in spec["paths"].items() if path.startswith("/api/v1") for method in ops
+        (method.upper(), path)
+        for path, ops in spec["paths"].items()
+        if path.startswith("/api/v1") or path == "/metrics"
+        for method in ops
     ]
 
 

@@ -35,6 +35,8 @@ PAGES = {
     "/console/audiences": VIEW,
     "/console/audiences/new": DELIVERIES,
     "/console/webhooks": VIEW,
+    "/console/dkim": DELIVERIES,
+    "/console/reports": VIEW,
     "/console/operators": ADMIN,
     "/console/operators/1": ADMIN,
     "/console/groups": ADMIN,

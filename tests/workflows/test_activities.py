@@ -17,11 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from envoi.bounces.models import Bounce, BounceKind
 from envoi.channels.outbox import OutboxMessage
 from envoi.db.base import utcnow
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventMode, EventStatus, EventStatusChange
 from envoi.notifications.models import Notification
+from envoi.reports.models import QueueSample
 from envoi.runtime import Runtime
 from envoi.settings import Settings
 from envoi.workflows.models import HourlyStatistic, Workflow, WorkflowRun
@@ -546,6 +548,13 @@ async def test_purge_deletes_old_ended_events_with_their_messages_and_timeline_a
             Notification(operator_id=operator, category="info", title=title, body="", created_at=utcnow() - age)
             for title, age in (("old", timedelta(days=100)), ("recent", timedelta(days=80)))
         )
+        session.add_all(  # queue depth samples are kept as long as events
+            QueueSample(at=at, event_type="", channel="", pending=1, processing=0, paused=0)
+            for at in (long_ago, utcnow())
+        )
+        session.add_all(  # and so are bounce reports
+            Bounce(received_at=at, kind=BounceKind.SOFT, address="x@example.com") for at in (long_ago, utcnow())
+        )
         session.add(
             WorkflowRun(
                 workflow_id=purge,
@@ -575,6 +584,10 @@ async def test_purge_deletes_old_ended_events_with_their_messages_and_timeline_a
         outbox_left = list(await session.scalars(select(OutboxMessage.id)))
         notices = list(await session.scalars(select(Notification.title)))
         runs = list(await session.scalars(select(WorkflowRun.id).where(WorkflowRun.workflow_id == purge)))
+        samples = list(await session.scalars(select(QueueSample.at)))
+        bounces = list(await session.scalars(select(Bounce.received_at)))
+    assert len(samples) == 1 and samples[0] > long_ago
+    assert len(bounces) == 1 and bounces[0] > long_ago
     assert left == {
         recent: EventStatus.PROCESSED,
         ended_lately: EventStatus.PROCESSED,

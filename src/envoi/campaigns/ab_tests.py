@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.campaigns.content import group_sizes
 from envoi.campaigns.models import Criterion, Delivery, DeliveryRecipient, DeliveryState, Profile, WinnerMode
 from envoi.db.notify import notify_queue
-from envoi.delivery.models import Message, MessageStatus
+from envoi.delivery.models import ACCEPTED, Message
 from envoi.errors import Conflict, ValidationFailed
 from envoi.events.models import MARKETING_EVENT_TYPE, Event, EventMode, EventStatus
 from envoi.events.service import insert_event_rows
@@ -136,7 +136,7 @@ class VariantFigures:
 async def delivery_figures(session: AsyncSession, delivery_id: int) -> list[VariantFigures]:
     """Per test group (the rest last): recipients, emails sent, and the people (not bots) who opened, clicked
     or unsubscribed."""
-    sent = Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED])
+    sent = Message.status.in_(ACCEPTED)  # a bounced email was sent too
     rows = await session.execute(
         select(
             DeliveryRecipient.variant,

@@ -59,6 +59,7 @@ class EmailMessage:
     message_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
+    return_path: str | None = None  # the envelope sender (MAIL FROM) when it is not From's address: VERP
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from aiosmtplib.email import parse_address
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from envoi.channels.base import EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
+from envoi.channels.dkim import DkimSigner
 from envoi.channels.mime import render_mime
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,9 @@ class SmtpSettings(BaseModel):
     ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
     connections: int = Field(default=4, ge=1)
+    dkim_key_dir: Path | None = Field(
+        None, description="A folder of DKIM keys, <domain>.<selector>.pem. Unset: ENVOI_DKIM_KEY_DIR's."
+    )
 
     @classmethod
     def from_url(
@@ -118,6 +122,7 @@ class SmtpChannel:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self.dkim = DkimSigner.from_directory(settings.dkim_key_dir) if settings.dkim_key_dir else None
         tls_context = _tls_context(settings.ca_file) if settings.mode != "plain" else None
         self._clients = [_client(settings, tls_context) for _ in range(settings.connections)]
         # LIFO so that a small batch reuses the warmest connection instead of opening another.
@@ -183,14 +188,14 @@ class SmtpChannel:
         return None
 
     async def _deliver(self, client: aiosmtplib.SMTP, message: EmailMessage) -> Outcome:
-        sender = _envelope_sender(message.sender)
+        sender = message.return_path or _envelope_sender(message.sender)
         if not sender:
             return Failed("no sender address in From")
         recipient = _envelope_recipient(message.to)
         if not recipient:
             return InvalidAddress("address cannot be used in an SMTP envelope")
         try:
-            reply = await _transaction(client, sender, recipient, render_mime(message))
+            reply = await _transaction(client, sender, recipient, self._data(message))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return self._refused("RCPT", refused.code, refused.message, message.ref)
@@ -218,6 +223,11 @@ class SmtpChannel:
             log.exception("smtp.unexpected_error", ref=message.ref)
             return Retry(f"unexpected error: {type(exc).__name__}")
         return Sent(provider_id=reply or None)
+
+    def _data(self, message: EmailMessage) -> bytes:
+        """The message as sent, DKIM-signed when its From domain has a key (about 0.3 ms of CPU for RSA-2048)."""
+        data = render_mime(message)
+        return self.dkim.sign(data) if self.dkim is not None else data
 
     def _refused(self, stage: str, code: int, text: str, ref: int) -> Outcome:
         reason = f"{code} {text}"

@@ -13,6 +13,7 @@ import uvloop
 
 from envoi.access.service import create_api_key, is_valid_key
 from envoi.app import create_app
+from envoi.bounces.service import load_signing_secret
 from envoi.cli.common import console, load_settings, misconfigured, open_runtime
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.migrate import pending_migrations, upgrade_database
@@ -20,7 +21,9 @@ from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
 from envoi.demo import load_demo_data
 from envoi.notifications.failures import watch_failure_rates
+from envoi.observability.metrics import collect_across_processes
 from envoi.providers.config import ProviderConfigError, static_providers
+from envoi.reports.watch import watch_queue
 from envoi.server import serve as serve_app
 from envoi.settings import Settings
 from envoi.webhooks.sender import WebhookSender
@@ -55,9 +58,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the delivery worker too.")] = True,
+    bounce_port: Annotated[
+        int | None, typer.Option(help="Receive bounces by SMTP on this port (ENVOI_BOUNCE_LISTEN_PORT).")
+    ] = None,
 ) -> None:
     """Start the API (and the delivery worker), applying migrations and loading demo data first."""
     settings = load_settings()
+    if bounce_port is not None:
+        settings = settings.model_copy(update={"bounce_listen_port": bounce_port})
+    if settings.bounce_listen_port is not None and not settings.bounce_domain:
+        console.print("[red]The bounce listener needs ENVOI_BOUNCE_DOMAIN: the domain of its return paths.[/]")
+        raise typer.Exit(2)
     try:
         providers = {config.kind.slot: config.name for config in static_providers(settings) if config.role == "default"}
     except ProviderConfigError as error:
@@ -83,22 +94,32 @@ def serve(
         f"Console: {url}/console/  (an administrator to log in as: echo 'a long password' | "
         "envoi operator create --email you@example.com --name You --group administrators)",
         f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
+        *_bounce_lines(settings),
     ):
         console.print(line, soft_wrap=True, highlight=False)
-    serve_app(
-        create_app(settings, run_worker=worker),
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=int(settings.worker_lease_seconds // 4) or 1,
-    )
+    with collect_across_processes(settings):  # /metrics sums the counts of every process of the host
+        serve_app(
+            create_app(settings, run_worker=worker),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=int(settings.worker_lease_seconds // 4) or 1,
+        )
+
+
+def _bounce_lines(settings: Settings) -> list[str]:
+    if settings.bounce_listen_port is None:
+        return []
+    where = f"{settings.bounce_listen_host}:{settings.bounce_listen_port}"
+    return [f"Bounces: SMTP on {where} takes reports for bounce+…@{settings.bounce_domain} (its MX must lead here)."]
 
 
 @app.command(name="worker")
 def run_worker() -> None:
     """Run the delivery worker alone (for deployments with several processes on PostgreSQL)."""
     settings = load_settings()
-    uvloop.run(_run_worker(settings))
+    with collect_across_processes(settings):  # what this worker sends shows on /metrics of the host's API
+        uvloop.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -111,12 +132,14 @@ async def _run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await load_signing_secret(runtime.sessionmaker, settings)  # emails get their VERP return path
         worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.outbound, runtime.wakeup)
         listener = None
         if not settings.is_sqlite:
             url = settings.resolved_database_url()
             listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
         alerts = asyncio.create_task(watch_failure_rates(settings, runtime.sessionmaker, stop))
+        watching = asyncio.create_task(watch_queue(settings, runtime.sessionmaker, stop))
         webhooks = asyncio.create_task(WebhookSender(settings, runtime.sessionmaker).run(stop))
         # On SQLite, envoi serve runs the scheduler: without PostgreSQL's lock, two processes would both run it.
         scheduler = None
@@ -124,6 +147,7 @@ async def _run_worker(settings: Settings) -> None:
             scheduler = asyncio.create_task(Scheduler(settings, runtime.engine, runtime.sessionmaker).run(stop))
         await worker.run(stop)
         await alerts
+        await watching
         await webhooks
         if scheduler is not None:
             await scheduler

@@ -82,3 +82,35 @@ def sent_failed_bars(rows: list[tuple[str, int, int]], label: str) -> Markup:
                 f'<text class="value" x="{left + length + 6:.1f}" y="{top + 13}">{count} {kind}</text>',
             ]
     return _svg(width, group * len(rows) + 4, label, body)
+
+
+def time_bars(points: list[tuple[datetime, int | None]], label: str, *, noun: str, kind: str = "") -> Markup:
+    """One bar per moment (hours, samples; None: nothing known, a gap), the highest count marked on the axis and
+    about a dozen time labels; ``kind`` is the bars' class (``failed``, ``paused``…), for their colour."""
+    highest = max((count or 0 for _moment, count in points), default=0)
+    scale = max(highest, 1)
+    plot_width, plot_height = _WIDTH - _LEFT - 4, _HEIGHT - _BOTTOM - _TOP
+    step = plot_width / max(len(points), 1)
+    base = _TOP + plot_height
+    long_span = len(points) > 1 and (points[-1][0] - points[0][0]).total_seconds() > 2 * 86400
+    shown = "%m-%d %H:%M" if long_span else "%H:%M"
+    every = max(1, -(-len(points) // 12))
+    body = [
+        f'<line class="axis" x1="{_LEFT}" y1="{base}" x2="{_WIDTH - 4}" y2="{base}"/>',
+        f'<text class="tick" x="{_LEFT - 6}" y="{base}" text-anchor="end">0</text>',
+    ]
+    if highest:
+        body.append(f'<text class="tick" x="{_LEFT - 6}" y="{_TOP + 8}" text-anchor="end">{highest}</text>')
+    for i, (moment, count) in enumerate(points):
+        x = _LEFT + i * step
+        if count is not None:
+            height = plot_height * count / scale
+            title = escape(f"{moment:%Y-%m-%d %H:%M} UTC: {count} {noun}")
+            body.append(
+                f'<rect class="bar {escape(kind)}" x="{x + 0.5:.1f}" y="{base - height:.1f}" '
+                f'width="{max(step - 1, 0.5):.1f}" height="{height:.1f}"><title>{title}</title></rect>'
+            )
+        if i % every == 0:
+            body.append(f'<text class="tick" x="{x + step / 2:.1f}" y="{_HEIGHT - 6}" text-anchor="middle">'
+                        f"{moment:{shown}}</text>")  # fmt: skip
+    return _svg(_WIDTH, _HEIGHT, label, body, wide=True)

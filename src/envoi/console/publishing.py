@@ -16,6 +16,7 @@ from envoi.console.rendering import render
 from envoi.console.routing import console_router, runtime_of, see_other
 from envoi.console.session import CanEditTemplates, CanPublish, CanView
 from envoi.errors import Conflict, PublishRefused
+from envoi.reports.figures import figures_by_version
 from envoi.templates import service, versions
 
 router = console_router()
@@ -130,6 +131,7 @@ async def template_versions(
     async with runtime_of(request).transaction() as session:
         template = await service.get_template(session, template_id)
         found = (await versions.list_versions(session, [template_id]))[template_id]
+        figures = await figures_by_version(session, [v.id for v in found])
         diff = shown = None
         if old is not None and new is not None:
             diff = _diff_lines(await versions.diff_versions(session, template_id, old, new))
@@ -139,6 +141,7 @@ async def template_versions(
     context = {
         "template": template,
         "versions": found,
+        "figures": figures,
         "diff": diff,
         "shown": shown,
         "show": show,

@@ -55,6 +55,8 @@ NAV = (
     NavItem("Deliveries", "/console/deliveries", Permission.VIEW_EVENTS),
     NavItem("Profiles", "/console/profiles", Permission.VIEW_EVENTS),
     NavItem("Webhooks", "/console/webhooks", Permission.VIEW_EVENTS),
+    NavItem("Reports", "/console/reports", Permission.VIEW_EVENTS),
+    NavItem("DKIM", "/console/dkim", Permission.MANAGE_DELIVERIES),
     NavItem("Operators", "/console/operators", Permission.MANAGE_OPERATORS),
     NavItem("Groups", "/console/groups", Permission.MANAGE_OPERATORS),
     NavItem("API keys", "/console/api-keys", Permission.MANAGE_OPERATORS),

@@ -10,6 +10,7 @@ from envoi.console import (
     auth,
     deliveries,
     delivery_templates,
+    dkim,
     editor,
     event_types,
     events,
@@ -21,6 +22,7 @@ from envoi.console import (
     profiles,
     publishing,
     quarantine,
+    reports,
     webhooks,
     workflow_templates,
     workflows,
@@ -31,7 +33,8 @@ __all__ = ["STATIC_DIR", "router"]
 
 PAGES = (
     auth, home, event_types, editor, publishing, events, quarantine, outbox, workflows, workflow_templates, operators,
-    groups, keys, audit_log, deliveries, delivery_templates, profiles, audiences, webhooks,
+    groups, keys, audit_log, deliveries, delivery_templates, profiles, audiences, webhooks, dkim,
+    reports,
 )  # fmt: skip
 router = APIRouter()
 for pages in PAGES:

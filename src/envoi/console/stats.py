@@ -11,11 +11,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import utcnow
-from envoi.delivery.models import Message, MessageStatus
+from envoi.delivery.models import ACCEPTED, Message, MessageStatus
 from envoi.events.models import Event, EventStatus
 
 MINUTES = 60
-_SENT = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED)
 # Messages have no index on time: their scan is bounded to the events of the last day (retries end within
 # hours), then filtered by when each message was sent or failed.
 _MESSAGES_HORIZON = timedelta(days=1)
@@ -87,7 +86,7 @@ async def messages_last_hour(session: AsyncSession, now: datetime) -> list[Chann
     first_event = await session.scalar(select(func.min(Event.id)).where(Event.created_at >= now - _MESSAGES_HORIZON))
     found = {channel: ChannelCounts(channel, 0, 0) for channel in ("email", "sms", "push")}
     if first_event is not None:
-        sent = func.sum(case((Message.status.in_(_SENT) & (Message.sent_at >= since), 1), else_=0))
+        sent = func.sum(case((Message.status.in_(ACCEPTED) & (Message.sent_at >= since), 1), else_=0))
         failed = func.sum(case(((Message.status == MessageStatus.FAILED) & (Message.updated_at >= since), 1), else_=0))
         rows = await session.execute(
             select(Message.channel, sent, failed).where(Message.event_id >= first_event).group_by(Message.channel)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, text, update
+from sqlalchemy import case, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.db.base import UTCDateTime
 from envoi.events.models import Event, EventStatus
 
 # Written out, not bound: the planner must see the partial index's own predicate to use ix_events_claim.
@@ -85,6 +86,7 @@ async def claim_batch(
                 else_=Event.last_error,
             ),
             lease_owner=owner,
+            claimed_at=func.coalesce(Event.claimed_at, literal(now, UTCDateTime())),  # the first claim ends queue time
             next_attempt_at=now + timedelta(seconds=lease_seconds),
             updated_at=now,
         )

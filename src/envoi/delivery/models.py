@@ -22,6 +22,10 @@ class MessageStatus(enum.IntEnum):
         return self.name.lower()
 
 
+# Accepted by the provider, whatever became of the message afterwards: what reports and statistics call sent.
+ACCEPTED = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED, MessageStatus.BOUNCED)
+
+
 class Message(Base):
     """One rendered template version sent to one address (Adobe's broadLog)."""
 

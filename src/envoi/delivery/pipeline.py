@@ -28,6 +28,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import address_for
+from envoi.bounces.verp import return_path_for
 from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.push import PLATFORMS, Platform, PushMessage
 from envoi.channels.sms import SmsMessage
@@ -217,6 +218,7 @@ class DeliveryPipeline:
             text=rendered.text,
             reply_to=rendered.reply_to,
             message_id=f"<{event.id}.{int(event.created_at.timestamp())}@{self.settings.message_id_domain}>",
+            return_path=return_path_for(self.settings, event.id),  # bounces come back to the bounce listener
         )
         if event.delivery_id is not None:
             email = finish_marketing_email(email, event, marketing, self.settings)
@@ -295,15 +297,18 @@ class DeliveryPipeline:
         decisions: list[Decision],
         context: BatchContext,
         now: datetime,
+        send_started: datetime | None = None,
     ) -> int:
         """Every status, message and quarantine entry of the batch, in the caller's one transaction.
-        Only events whose lease we still hold are recorded; returns how many that was."""
+        Only events whose lease we still hold are recorded; returns how many that was. ``now`` is when sending
+        ended (the messages' sent_at, the final statuses' ended_at), ``send_started`` when it began."""
         owned = await release_lease(session, owner, [d.event.id for d in decisions])
         decisions = [d for d in decisions if d.event.id in owned]
         if not decisions:
             return 0
         await recheck_paused(session, decisions, now)
         event_rows, timeline, new_messages, quarantine = [], [], [], []
+        waiting = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
         for d in decisions:
             e = d.event
             failed_send = d.outcome is not None and not isinstance(d.outcome, Sent)
@@ -313,6 +318,8 @@ class DeliveryPipeline:
                     "status": d.status,
                     "updated_at": now,
                     "next_attempt_at": d.next_attempt_at or now,
+                    # A final status ends the reports' processing time; waiting again (a retry, a fallback) does not.
+                    "ended_at": None if d.status in waiting else now,
                     # The fallback channel starts afresh: its own retries, its own attempts.
                     "error_count": 0 if d.fallback else e.error_count + (1 if failed_send else 0),
                     "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
@@ -327,7 +334,7 @@ class DeliveryPipeline:
             existing = context.existing_messages.get((e.id, e.channel))
             if d.outcome is not None and d.message is not None:
                 retrying = d.status == EventStatus.PENDING and d.fallback is None
-                message = self._message_row(d, now, retrying=retrying)
+                message = self._message_row(d, now, send_started, retrying=retrying)
                 if existing is None:
                     new_messages.append(message)
                     continue
@@ -349,7 +356,7 @@ class DeliveryPipeline:
         return len(decisions)
 
     @staticmethod
-    def _message_row(d: Decision, now: datetime, retrying: bool) -> dict[str, Any]:
+    def _message_row(d: Decision, now: datetime, send_started: datetime | None, retrying: bool) -> dict[str, Any]:
         assert d.message is not None and d.route is not None
         outcome = d.outcome
         sent = isinstance(outcome, Sent)
@@ -367,5 +374,6 @@ class DeliveryPipeline:
             "error": None if sent else getattr(outcome, "reason", None),
             "created_at": now,
             "updated_at": now,
+            "send_started_at": send_started if sent else None,
             "sent_at": now if sent else None,
         }

@@ -20,6 +20,7 @@ from envoi.db.base import utcnow
 from envoi.db.notify import Wakeup
 from envoi.delivery.claim import claim_batch
 from envoi.delivery.pipeline import Decision, DeliveryPipeline, load_context
+from envoi.observability.metrics import count_batch
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 
@@ -65,13 +66,14 @@ class Worker:
             decisions += self.pipeline.decide(events[start : start + _RENDER_SLICE], context, now)
             await asyncio.sleep(0)  # rendering is CPU: let SMTP replies and API requests in between slices
         rendered = time.perf_counter()
+        send_started = utcnow()  # for the reports' sending time, with ``done``
         await self.pipeline.send(decisions)
         sent = time.perf_counter()
         done = utcnow()
         self.pipeline.settle(decisions, done)
         self.pipeline.fall_back(decisions, context, done)
         async with self.sessionmaker.begin() as session:
-            recorded = await self.pipeline.record(session, owner, decisions, context, done)
+            recorded = await self.pipeline.record(session, owner, decisions, context, done, send_started)
         if recorded < len(decisions):
             log.warning("delivery.lease_lost", worker=self.name, events=len(decisions) - recorded)
         timings = (started, claimed, rendered, sent, time.perf_counter())
@@ -106,8 +108,9 @@ class Worker:
 
 def log_batch(decisions: list[Decision], worker: str, stage_ms: list[float]) -> None:
     """One line per batch: how many ended in each status, and milliseconds spent claiming, rendering,
-    sending and recording."""
+    sending and recording; the same figures for /metrics."""
     counts: dict[str, int] = {}
     for d in decisions:
         counts[d.status.label] = counts.get(d.status.label, 0) + 1
     log.info("delivery.batch_recorded", worker=worker, events=len(decisions), ms=stage_ms, **counts)
+    count_batch(decisions, stage_ms)

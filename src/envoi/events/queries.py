@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import normalize_email
+from envoi.bounces.models import Bounce, BounceKind
 from envoi.delivery.models import Message, MessageStatus
 from envoi.errors import NotFound
 from envoi.events.models import Event, EventStatus, EventStatusChange
@@ -15,6 +16,13 @@ from envoi.events.schemas import EventOut, EventSummaryOut, MessageOut, Template
 from envoi.templates.models import TemplateVersion
 
 WAITING = (EventStatus.PENDING, EventStatus.PROCESSING)
+# How a bounce report shows in an event's timeline.
+BOUNCE_STATUSES = {
+    BounceKind.HARD: "bounced",
+    BounceKind.SOFT: "soft_bounce",
+    BounceKind.COMPLAINT: "complaint",
+    BounceKind.IGNORED: "report_ignored",
+}
 
 
 def event_href(event_id: int) -> str:
@@ -39,6 +47,8 @@ async def get_event(session: AsyncSession, event_id: int) -> EventOut:
     )
     timeline = [TimelineEntry(status="received", at=event.created_at)]
     timeline += [TimelineEntry(status=EventStatus(c.status).label, at=c.at, reason=c.reason) for c in changes]
+    bounces = await session.scalars(select(Bounce).where(Bounce.event_id == event_id).order_by(Bounce.id))
+    timeline += [_bounce_entry(b) for b in bounces]  # reports come after the sending they are about
     used = versions.get(event.template_version_id) if event.template_version_id else None
     return EventOut(
         id=event.id,
@@ -69,6 +79,14 @@ async def get_event(session: AsyncSession, event_id: int) -> EventOut:
         messages=[_message_out(m, versions) for m in messages],
         timeline=timeline,
     )
+
+
+def _bounce_entry(bounce: Bounce) -> TimelineEntry:
+    """A report the bounce listener received about the event's email, in the event's timeline."""
+    reason = " ".join(filter(None, (bounce.status_code, bounce.diagnostic)))
+    if bounce.message_id is not None:
+        reason = f"message {bounce.message_id}: {reason}"
+    return TimelineEntry(status=BOUNCE_STATUSES[BounceKind(bounce.kind)], at=bounce.received_at, reason=reason or None)
 
 
 def _message_out(message: Message, versions: dict[int, TemplateVersion]) -> MessageOut:

@@ -31,6 +31,7 @@ from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_
 from envoi.events.models import Event, EventMode, EventStatus, EventType
 from envoi.events.schemas import EventIn
 from envoi.events.validation import clean_json, ctx_errors, text_problem
+from envoi.observability.metrics import count_received
 
 _EVENT_LIST = TypeAdapter(list[EventIn])
 
@@ -343,6 +344,7 @@ async def insert_event_rows(session: AsyncSession, rows: list[dict[str, Any]]) -
     ]
     connection = await session.connection()
     await connection.exec_driver_sql(statement, values)
+    count_received(rows)
     return ids
 
 

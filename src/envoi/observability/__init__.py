@@ -1,1 +1,1 @@
-"""Logs (structlog), and later metrics and health."""
+"""Logs (structlog) and metrics (Prometheus, summed over the processes of a host)."""

@@ -3,6 +3,7 @@ file (``ENVOI_PROVIDERS_FILE``, TOML) or the database (the API)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from envoi.channels.dkim import DkimKeyError, load_keys
 from envoi.errors import Problem, input_problems
 from envoi.providers.kinds import KINDS, ROLES, Kind
 from envoi.settings import Settings
@@ -141,7 +143,12 @@ def check_roles(configs: Iterable[ProviderConfig]) -> list[Problem]:
 
 
 def static_providers(settings: Settings) -> list[ProviderConfig]:
-    """The providers of the environment and the settings file, checked together."""
+    """The providers of the environment and the settings file, checked together (and the DKIM keys)."""
+    if settings.dkim_key_dir is not None:
+        try:
+            load_keys(settings.dkim_key_dir)  # a bad key stops Envoi now, not its SMTP providers later
+        except DkimKeyError as error:
+            raise ProviderConfigError([("ENVOI_DKIM_KEY_DIR", str(error))]) from None
     configs = environment_providers(settings)
     if settings.providers_file is not None:
         configs += file_providers(settings.providers_file)
@@ -149,3 +156,11 @@ def static_providers(settings: Settings) -> list[ProviderConfig]:
     if problems:
         raise ProviderConfigError(problems)
     return configs
+
+
+def with_dkim(config: ProviderConfig, key_dir: Path | None) -> ProviderConfig:
+    """An SMTP provider with no DKIM key folder of its own signs with those of ENVOI_DKIM_KEY_DIR: keys belong to
+    sender domains, whichever relay carries their mail."""
+    if key_dir is None or config.kind.name != "smtp" or getattr(config.settings, "dkim_key_dir", None) is not None:
+        return config
+    return dataclasses.replace(config, settings=config.settings.model_copy(update={"dkim_key_dir": key_dir}))

@@ -27,6 +27,7 @@ from envoi.providers.config import (
     ProviderConfigError,
     parse_provider,
     static_providers,
+    with_dkim,
 )
 from envoi.providers.kinds import SLOTS
 from envoi.providers.models import Provider
@@ -154,6 +155,7 @@ class ProviderSet:
         self.recorder = recorder
         self.refresh_seconds = settings.providers_refresh_seconds
         self.static = static_providers(settings)
+        self.dkim_key_dir = settings.dkim_key_dir
         outbox = self.outbox = LiveProvider("outbox", OutboxChannel(sessionmaker))
         self.routes = {
             slot: Route(slot, outbox, self, settings.provider_failover_after, settings.provider_failover_seconds)
@@ -195,7 +197,7 @@ class ProviderSet:
 
     def _apply(self, configs: list[ProviderConfig]) -> list[LiveProvider]:
         kept: dict[str, LiveProvider] = {}
-        for config in configs:
+        for config in (with_dkim(config, self.dkim_key_dir) for config in configs):
             current = self.live.get(config.name)
             if current is not None and current.config and current.config.fingerprint == config.fingerprint:
                 current.config = config  # the role may have changed

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.db.base import utcnow
 from envoi.notifications.service import Category, Recipients, notify
+from envoi.observability.metrics import count_webhook_calls
 from envoi.outbound import GuardedBackend, OutboundError
 from envoi.settings import Settings
 from envoi.webhooks.models import CallStatus, Webhook, WebhookAttempt, WebhookCall
@@ -90,9 +91,12 @@ class WebhookSender:
                 h.id: h for h in await session.scalars(select(Webhook).where(Webhook.id.in_({c[1] for c in claimed})))
             }
         results = await asyncio.gather(*(self._post(hooks[c[1]], c[0], c[2]) for c in claimed if c[1] in hooks))
+        counted = []
         async with self.sessionmaker.begin() as session:
             for (call_id, hook_id, _body, attempts), (status, latency, excerpt) in zip(claimed, results, strict=True):
-                await self._record(session, hooks[hook_id], call_id, attempts + 1, status, latency, excerpt)
+                result = await self._record(session, hooks[hook_id], call_id, attempts + 1, status, latency, excerpt)
+                counted.append((result, latency))
+        count_webhook_calls(counted)  # once recorded
         return len(claimed)
 
     async def _post(self, hook: Webhook, call_id: int, body: object) -> tuple[int | None, int, str]:
@@ -132,7 +136,8 @@ class WebhookSender:
         status: int | None,
         latency: int,
         excerpt: str,
-    ) -> None:
+    ) -> str:
+        """Returns the attempt's result for /metrics: delivered, retry or failed (the subscription disabled)."""
         now = utcnow()
         session.add(
             WebhookAttempt(
@@ -142,12 +147,12 @@ class WebhookSender:
         call = update(WebhookCall).where(WebhookCall.id == call_id)
         if status is not None and 200 <= status < 300:
             await session.execute(call.values(status=CallStatus.DELIVERED, attempts=attempts, delivered_at=now))
-            return
+            return "delivered"
         created = await session.scalar(select(WebhookCall.created_at).where(WebhookCall.id == call_id))
         retry_at = now + timedelta(seconds=retry_delay(attempts, self.settings))
         if created is not None and retry_at - created <= timedelta(hours=self.settings.webhook_retry_hours):
             await session.execute(call.values(attempts=attempts, next_attempt_at=retry_at))
-            return
+            return "retry"
         await session.execute(call.values(status=CallStatus.FAILED, attempts=attempts))
         await disable(
             session,
@@ -156,6 +161,7 @@ class WebhookSender:
             f"a call failed for {self.settings.webhook_retry_hours:g} hours, the last time with "
             + (f"HTTP {status}: {excerpt}" if status is not None else excerpt),
         )
+        return "failed"
 
 
 async def disable(session: AsyncSession, hook: Webhook, now: datetime, reason: str) -> None:

@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import delete, func, select, update
 
+from envoi.bounces.models import Bounce
 from envoi.channels.outbox import OutboxMessage
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventStatus, EventStatusChange
 from envoi.notifications.models import Notification
+from envoi.reports.models import QueueSample
 from envoi.webhooks.models import CallStatus, WebhookAttempt, WebhookCall
 from envoi.webhooks.service import KEPT as WEBHOOK_ATTEMPTS_KEPT
 from envoi.workflows.activities.base import Activity, ActivitySettings, Done, RunContext
@@ -29,9 +31,9 @@ class PurgeActivity(Activity[PurgeSettings]):
     kind = "purge"
     settings_model = PurgeSettings
     description = (
-        "Deletes ended events (with their messages and timeline), captured outbox messages, workflow runs and "
-        "notifications older than the retention settings (ENVOI_RETENTION_*), and webhook calls and attempts "
-        "older than 7 days."
+        "Deletes ended events (with their messages and timeline), captured outbox messages, queue depth samples, "
+        "bounce reports, workflow runs and notifications older than the retention settings (ENVOI_RETENTION_*), and "
+        "webhook calls and attempts older than 7 days."
     )
 
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
@@ -58,6 +60,9 @@ class PurgeActivity(Activity[PurgeSettings]):
             await session.execute(delete(Event).where(Event.id.in_(ids)))
             events += len(ids)
         outbox = await _deleted(session, delete(OutboxMessage).where(OutboxMessage.created_at < before))
+        # Queue depth samples and bounce reports are kept as long as the events they are about.
+        await session.execute(delete(QueueSample).where(QueueSample.at < before))
+        await session.execute(delete(Bounce).where(Bounce.received_at < before))
         runs_before = context.now - timedelta(days=retention.retention_workflow_runs_days)
         runs = await _deleted(
             session, delete(WorkflowRun).where(WorkflowRun.ended_at < runs_before, WorkflowRun.id != context.run_id)
