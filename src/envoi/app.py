@@ -13,11 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from envoi import __version__
 from envoi.access.admin_api import router as access_router
+from envoi.body_limit import CODE as TOO_LARGE
+from envoi.body_limit import BodyLimit
 from envoi.bounces.api import router as bounces_router
 from envoi.bounces.listener import start_bounces
 from envoi.campaigns.api import router as deliveries_router
@@ -25,16 +28,19 @@ from envoi.campaigns.profiles_api import router as profiles_router
 from envoi.channels.api import router as outbox_router
 from envoi.console.routes import STATIC_DIR as CONSOLE_STATIC_DIR
 from envoi.console.routes import router as console_router
+from envoi.db.outage import outages, store_unavailable
 from envoi.delivery.api import router as quarantine_router
 from envoi.delivery.listen import listen_for_events
 from envoi.delivery.worker import Worker
-from envoi.errors import EnvoiError, input_problems, invalid
+from envoi.errors import EnvoiError, RetryLater, input_problems, invalid
 from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
 from envoi.notifications.api import router as notifications_router
 from envoi.notifications.failures import watch_failure_rates
 from envoi.notifications.hub import follow_notifications
+from envoi.nul_guard import NulGuard
 from envoi.observability.api import router as metrics_router
+from envoi.openapi import document_errors
 from envoi.providers.api import receipts_router
 from envoi.providers.api import router as providers_router
 from envoi.providers.dkim_api import router as dkim_router
@@ -66,6 +72,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        app.state.stop_soon = lambda: loop.call_soon_threadsafe(stop.set)  # envoi.server calls it at SIGTERM
         worker_task = listener_task = alerts_task = scheduler_task = webhooks_task = watch_task = None
         rt.notifications.start()
         notifications_task = asyncio.create_task(
@@ -111,6 +119,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         summary="Transactional messaging: push events, Envoi renders the published template and delivers it.",
         lifespan=lifespan,
     )
+    app.add_middleware(NulGuard)  # added first, so it runs inside BodyLimit and reads only what the limit lets in
+    app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
     app.state.key_cache = {}
     if runtime is not None:
         app.state.runtime = runtime
@@ -166,6 +176,7 @@ def _add_openapi_schemas(app: FastAPI, schemas: dict[str, dict[str, Any]]) -> No
         if app.openapi_schema is None:
             document = generate()
             document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            document_errors(document)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -180,11 +191,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EnvoiError)
     async def envoi_error(_request: Request, error: EnvoiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        if isinstance(error, RetryLater):
+            headers = {"Retry-After": str(error.retry_after)}
         return _error(error.status_code, error.to_dict(), headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, error: SQLAlchemyError) -> JSONResponse:
+        """The database is away (any route, the key check included): 503 and when to retry. Otherwise a bug."""
+        unavailable = store_unavailable(error)
+        if unavailable is None:
+            raise error
+        outages.refused(request.url.path, unavailable)
+        return await envoi_error(request, unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
+        codes = {404: "not_found", 405: "method_not_allowed", 413: TOO_LARGE}
+        code = codes.get(error.status_code, "bad_request")
         return _error(error.status_code, {"code": code, "message": str(error.detail)}, error.headers)
 
     @app.exception_handler(RequestValidationError)

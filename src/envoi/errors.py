@@ -94,11 +94,33 @@ class TemplateSyntaxError(ValidationFailed):
     code = "template_syntax_error"
 
 
-class StoreUnavailable(EnvoiError):
-    """The database could not store the request: nothing was accepted, try again."""
+class RetryLater(EnvoiError):
+    """Nothing was done, and the same request will succeed later: answered with ``Retry-After`` (seconds)."""
+
+    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None):
+        super().__init__(message, details={"retryAfter": retry_after} | (details or {}))
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(RetryLater):
+    """The database cannot take requests now (down, restarting, unreachable, full, locked): nothing was stored."""
 
     status_code = 503
     code = "store_unavailable"
+
+
+class QueueFull(RetryLater):
+    """Ingestion is paused while the queue holds more events than the workers can catch up with."""
+
+    status_code = 429
+    code = "queue_full"
+
+
+class RateLimited(RetryLater):
+    """This API key pushed more events than its rate allows; the others are not affected."""
+
+    status_code = 429
+    code = "rate_limited"
 
 
 class StreamUnavailable(EnvoiError):

@@ -14,6 +14,7 @@ from envoi.channels.base import Channel
 from envoi.db.engine import create_engine, create_sessionmaker
 from envoi.db.notify import Wakeup
 from envoi.delivery.receipts import ReceiptRecorder
+from envoi.events.admission import Admission
 from envoi.events.group import IngestGroup
 from envoi.notifications.hub import NotificationHub
 from envoi.outbound import OutboundClient
@@ -31,10 +32,12 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     notifications: NotificationHub = field(default_factory=NotificationHub)  # wakes operators' open streams
     ingest: IngestGroup = field(init=False)
+    admission: Admission = field(init=False)  # whether to take more events now: the queue, each key's rate
     outbound: OutboundClient = field(init=False)  # fetches attachments
 
     def __post_init__(self) -> None:
         self.ingest = IngestGroup(self.sessionmaker, self.wakeup, region=self.settings.default_region)
+        self.admission = Admission(self.settings, self.sessionmaker)
         self.outbound = attachment_fetcher(self.settings)
         self.notifications.watch(self.engine)
 

@@ -2,6 +2,8 @@
 
 Uvicorn waits for open responses to finish before it shuts the application down, and an event stream never
 finishes by itself: without this, ``envoi serve`` would hang on SIGTERM for as long as a console is open.
+The worker is told to stop at the signal too, so that it finishes (or returns) its batches while uvicorn
+lets the requests in flight finish, instead of after them: the process exits within one grace period.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class Server(uvicorn.Server):
         runtime = getattr(self.app.state, "runtime", None)
         if runtime is not None:
             runtime.notifications.close_soon()
+        stop_soon = getattr(self.app.state, "stop_soon", None)
+        if stop_soon is not None:  # the worker winds down while requests finish: both within the grace period
+            stop_soon()
         super().handle_exit(sig, frame)
 
 

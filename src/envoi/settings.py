@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, ge=1, le=32, description="Batches in flight per worker process.")
     worker_lease_seconds: float = Field(120.0, gt=0, description="After this, a claimed batch is taken over.")
     worker_poll_seconds: float = Field(0.5, gt=0, description="Idle poll interval when nothing wakes us.")
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="On SIGTERM, how long requests in flight and the batches in hand get to finish; a batch still "
+        "unfinished then goes back to the queue. Keep it under your supervisor's kill timeout (Kubernetes: 30 s).",
+    )
 
     retry_max_attempts: int = Field(
         12, ge=1, description="Sending attempts before an event is too_old (12: about 7 hours of retrying)."
@@ -200,6 +206,23 @@ class Settings(BaseSettings):
     )
 
     batch_max_events: int = Field(10_000, ge=1)
+    ingest_max_queue_depth: int = Field(
+        1_000_000,
+        ge=0,
+        description="While this many pushed events (not marketing emails) are due and waiting for a worker, "
+        "ingestion answers 429 with Retry-After instead of storing more (about 15 minutes of sending); 0: off.",
+    )
+    ingest_rate_per_key: float = Field(
+        0.0, ge=0, description="Events a second each API key (or SOAP operator) may push, per process; 0: no limit."
+    )
+    ingest_burst_per_key: int = Field(
+        0, ge=0, description="Events a key may push at once (a batch counts its events); 0: a second of its rate."
+    )
+    request_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of any route (a CSV import of profiles is up to 50 MB); larger: 413.",
+    )
     soap_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest SOAP request accepted.")
     soap_session_hours: float = Field(24.0, gt=0, description="How long a Logon session token lives.")
     load_demo_data: bool = True

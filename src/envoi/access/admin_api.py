@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access import groups as group_service
-from envoi.access.api import CanManageOperators, RuntimeDep, _bearer, principal_of
+from envoi.access.api import CanManageOperators, RuntimeDep, _bearer, forget_key, forget_operator, principal_of
 from envoi.access.audit import audit, audit_trail
 from envoi.access.models import ApiKey, Operator
 from envoi.access.operators import create_operator, set_active
@@ -120,7 +120,9 @@ class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=200, description="Who or what uses it (a service account's name).")
-    operator_id: int | None = Field(None, alias="operatorId", description="The operator it belongs to, if any.")
+    operator_id: int | None = Field(
+        None, alias="operatorId", ge=1, le=2**63 - 1, description="The operator it belongs to, if any."
+    )
     scopes: list[Permission] = Field(default_factory=lambda: list(Permission))
 
 
@@ -180,7 +182,7 @@ async def read_operator(operator_id: Id, runtime: RuntimeDep, _who: CanManageOpe
 
 @router.patch("/operators/{operator_id}", response_model=OperatorOut)
 async def change_operator(
-    operator_id: Id, body: OperatorPatch, runtime: RuntimeDep, who: CanManageOperators
+    operator_id: Id, body: OperatorPatch, request: Request, runtime: RuntimeDep, who: CanManageOperators
 ) -> OperatorOut:
     changes = body.model_dump(exclude_unset=True)
     async with runtime.transaction() as session:
@@ -199,7 +201,9 @@ async def change_operator(
             await group_service.set_groups(session, operator.id, body.groups)
         audit(session, who, "changed", "operator", operator.id, changes)
         await session.flush()
-        return await _operator_out(session, operator)
+        out = await _operator_out(session, operator)
+    forget_operator(request, operator_id)  # deactivated or regrouped: their cached sessions and keys go too
+    return out
 
 
 async def _group_out(session: AsyncSession, name: str) -> GroupOut:
@@ -265,10 +269,11 @@ async def add_key(body: ApiKeyIn, runtime: RuntimeDep, who: CanManageOperators) 
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_key(key_id: Id, runtime: RuntimeDep, who: CanManageOperators) -> Response:
+async def revoke_key(key_id: Id, request: Request, runtime: RuntimeDep, who: CanManageOperators) -> Response:
     async with runtime.transaction() as session:
-        await revoke_api_key(session, key_id)
+        key = await revoke_api_key(session, key_id)
         audit(session, who, "revoked", "api_key", key_id)
+    forget_key(request, key.key_hash)
     return Response(status_code=204)
 
 
@@ -278,7 +283,7 @@ async def read_audit(
     _who: CanManageOperators,
     object_type: Annotated[str | None, Query(alias="objectType", max_length=64)] = None,
     object_id: Annotated[str | None, Query(alias="objectId", max_length=200)] = None,
-    before: Annotated[int | None, Query(ge=1, description="Entries older than this id (paging).")] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Entries older than this id (paging).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Who created, changed, deleted or revoked what, newest first (templates keep a fuller trail of their own:

@@ -92,9 +92,22 @@ async def _cached(request: Request, key: str, load: Callable[[], Awaitable[Princ
 
 
 def forget_session(request: Request, session_token: str) -> None:
-    """At logout: this process stops accepting the session at once (others within the cache delay... no: the
-    session row is revoked, and they re-check it within _CACHE_SECONDS)."""
+    """At logout: this process stops accepting the session at once (the others, whose caches still hold it,
+    within _CACHE_SECONDS: the session row is revoked)."""
     request.app.state.key_cache.pop("session:" + session_token, None)
+
+
+def forget_key(request: Request, key_hash: str) -> None:
+    """At a key's revocation: this process refuses it at once (the others within _CACHE_SECONDS)."""
+    request.app.state.key_cache.pop(key_hash, None)
+
+
+def forget_operator(request: Request, operator_id: int) -> None:
+    """When an operator is deactivated or changes groups: this process reads their sessions and keys afresh at once
+    (the others within _CACHE_SECONDS)."""
+    cache: dict[str, tuple[Principal, float]] = request.app.state.key_cache
+    for key in [key for key, (principal, _) in cache.items() if principal.operator_id == operator_id]:
+        cache.pop(key, None)
 
 
 def allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:

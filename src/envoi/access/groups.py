@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access.models import ApiKey, GroupMember, Operator, SecurityGroup
 from envoi.access.permissions import Permission, Principal
-from envoi.errors import Conflict, NotFound, ValidationFailed
+from envoi.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -126,12 +126,14 @@ async def operator_principal(session: AsyncSession, operator: Operator) -> Princ
 
 
 async def key_principal(session: AsyncSession, key: ApiKey) -> Principal:
-    """A key does what its scopes say; an operator's key, no more than the operator may (and nothing once the
-    operator is deactivated)."""
+    """A key does what its scopes say; an operator's key, no more than the operator may, and once the operator is
+    deactivated it is nobody's (401, as their console sessions)."""
     scopes = frozenset(Permission(scope) for scope in key.scopes if scope in Permission._value2member_map_)
     if key.operator_id is None:
         return Principal(f"api key {key.id} ({key.name})", scopes, key_id=key.id)
     operator = await session.get(Operator, key.operator_id)
-    allowed = await operator_permissions(session, key.operator_id) if operator and operator.active else frozenset()
-    actor = f"{operator.email} (api key {key.id})" if operator else f"api key {key.id}"
+    if operator is None or not operator.active:
+        raise Unauthorized("the API key's operator is no longer active")
+    allowed = await operator_permissions(session, key.operator_id)
+    actor = f"{operator.email} (api key {key.id})"
     return Principal(actor, scopes & allowed, operator_id=key.operator_id, key_id=key.id)

@@ -11,6 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from envoi.bench.chaos import CHAOS_FULL, CHAOS_QUICK, ChaosRun
+from envoi.bench.chaos_report import summary
+from envoi.bench.chaos_report import table as chaos_table
 from envoi.bench.report import record, table, write
 from envoi.bench.runner import FULL, QUICK, Run
 
@@ -47,3 +50,31 @@ def run_bench(*, quick: bool, backends: list[str], out: Path | None, pg_admin_ur
         path = Path("benchmarks/results") / f"{stamp}-{backend}{'-quick' if quick else ''}.json"
         write(path, record({backend: figures}, mode=mode))
         console.print(f"Wrote {path}")
+
+
+def run_chaos(*, quick: bool, out: Path | None, pg_admin_url: str, console: Console) -> None:
+    """Workers killed mid-batch and the SMTP sink down, on PostgreSQL; exits 1 if a promise was broken."""
+    sizes = CHAOS_QUICK if quick else CHAOS_FULL
+    label = f"[postgresql] chaos: {sizes.events:,} events, {sizes.kills} kills, sink down {sizes.sink_down_seconds:g} s"
+    with (
+        tempfile.TemporaryDirectory(prefix="envoi-chaos-") as tmp,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} processed"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        task = progress.add_task(label, total=sizes.events)
+        run = ChaosRun(sizes, Path(tmp), pg_admin_url, lambda done, _total: progress.update(task, completed=done))
+        figures = asyncio.run(run.run())
+    Console(width=max(console.width, 120)).print(chaos_table(figures))
+    mode = "chaos-quick" if quick else "chaos"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    path = out or Path("benchmarks/results") / f"{stamp}-postgresql-{mode}.json"
+    write(path, record({"postgresql": figures}, mode=mode))
+    console.print(f"Wrote {path}")
+    if not figures["passed"]:
+        console.print(f"[red]Broken: {summary(figures)}[/]")
+        raise SystemExit(1)

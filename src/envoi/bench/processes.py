@@ -93,8 +93,9 @@ def wait_for_port(process: Process, port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{process.name} did not listen on port {port} within {timeout}s")
 
 
-def start_sink(workdir: Path) -> tuple[Process, int, Path]:
-    port = free_port()
+def start_sink(workdir: Path, port: int | None = None) -> tuple[Process, int, Path]:
+    """The SMTP sink; given the port of one that was stopped, it comes back there and its log goes on."""
+    port = port or free_port()
     arrivals = workdir / f"arrivals-{port}.log"
     arrivals.touch()
     process = start("smtp-sink", ["-m", "envoi.bench.sink", str(port), str(arrivals)], env={}, workdir=workdir)

@@ -62,6 +62,7 @@ class Run:
             "ENVOI_DATA_DIR": str(self.workdir),
             "ENVOI_LOAD_DEMO_DATA": "false",
             "ENVOI_LOG_LEVEL": "warning",
+            "ENVOI_INGEST_MAX_QUEUE_DEPTH": "0",  # the memory scenario queues a million events: measure, never refuse
         } | extra
 
     def _envoi(self, name: str, args: list[str], **env: str) -> tuple[processes.Process, Endpoint | None]:

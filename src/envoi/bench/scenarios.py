@@ -165,7 +165,7 @@ def read_arrivals(path: Path) -> dict[int, float]:
     with path.open() as log:
         for line in log:
             parts = line.split()
-            if len(parts) == 2:
+            if len(parts) >= 2:  # time, seq (and the event id)
                 arrivals[int(parts[1])] = float(parts[0])
     return arrivals
 

@@ -1,7 +1,9 @@
 """The benchmark's SMTP sink: aiosmtpd in its own process, logging when each message's DATA was accepted.
 
-Each accepted message appends ``<unix time> <seq>`` to the log, where seq is read from ``Subject: Bench <seq>``
-(-1 when absent), so the harness can match arrivals to the events it pushed.
+Each accepted message appends ``<unix time> <seq> <event id>`` to the log, where seq is read from
+``Subject: Bench <seq>`` and the event id from ``Message-ID: <id.…>`` (-1 when absent), so the harness can match
+arrivals to the events it pushed and count messages sent twice. A line is written before the message is
+answered 250, so whatever kills the sink, every message it accepted is in the log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ import uvloop
 from aiosmtpd.smtp import SMTP
 
 _MARK = b"Subject: Bench "
+_MESSAGE_ID = b"\r\nMessage-ID: <"
+
+
+def _number_after(content: bytes, mark: bytes, end: bytes) -> int:
+    start = content.find(mark)
+    if start < 0:
+        return -1
+    start += len(mark)
+    try:
+        return int(content[start : content.find(end, start)])
+    except ValueError:
+        return -1
 
 
 class _Recorder:
@@ -23,20 +37,14 @@ class _Recorder:
 
     async def handle_DATA(self, _server: SMTP, _session: Any, envelope: Any) -> str:
         content: bytes = envelope.original_content or b""
-        start = content.find(_MARK)
-        seq = -1
-        if start >= 0:
-            end = content.find(b"\r\n", start)
-            try:
-                seq = int(content[start + len(_MARK) : end])
-            except ValueError:
-                seq = -1
-        self.log.write(f"{time.time():.6f} {seq}\n")
+        seq = _number_after(content, _MARK, b"\r\n")
+        event_id = _number_after(content, _MESSAGE_ID, b".")
+        self.log.write(f"{time.time():.6f} {seq} {event_id}\n")
         return "250 2.0.0 Ok: queued"
 
 
 async def serve(port: int, path: str) -> None:
-    with open(path, "a", buffering=1 << 16) as log:  # noqa: ASYNC230 (one open at start)
+    with open(path, "a", buffering=1) as log:  # noqa: ASYNC230 (one open at start; a write per line)
         recorder = _Recorder(log)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
@@ -46,9 +54,7 @@ async def serve(port: int, path: str) -> None:
         )
         print("ready", flush=True)
         async with server:
-            while True:
-                await asyncio.sleep(0.05)
-                log.flush()
+            await server.serve_forever()
 
 
 def main() -> None:

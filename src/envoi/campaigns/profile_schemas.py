@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from envoi.campaigns.models import Audience, Profile
 from envoi.campaigns.profile_import import ImportResult, SkippedRow
+from envoi.nesting import JsonObject, ShallowJson
 
 _FILTERS_EXAMPLE = [
     {"field": "subscribed", "op": "eq", "value": True},
@@ -32,7 +33,7 @@ class ProfileChange(_Camel):
     last_name: str | None = Field(None, alias="lastName", max_length=100)
     language: str | None = Field(None, max_length=35, examples=["fr"])
     external_id: str | None = Field(None, alias="externalId", max_length=255, description="Your system's id.")
-    attributes: dict[str, Any] | None = Field(None, examples=[{"loyaltyPoints": 120, "city": "Lyon"}])
+    attributes: JsonObject | None = Field(None, examples=[{"loyaltyPoints": 120, "city": "Lyon"}])
     subscribed: bool | None = Field(None, description="false: no marketing email reaches them any more.")
 
     @field_validator("attributes", "subscribed")
@@ -44,7 +45,7 @@ class ProfileChange(_Camel):
 
 
 class ProfileIn(ProfileChange):
-    attributes: dict[str, Any] | None = Field(None, examples=[{"loyaltyPoints": 120, "city": "Lyon"}])
+    attributes: JsonObject | None = Field(None, examples=[{"loyaltyPoints": 120, "city": "Lyon"}])
     subscribed: bool | None = Field(None, description="Default true.")
 
 
@@ -111,13 +112,15 @@ class ImportOut(_Camel):
 
 
 class FiltersIn(_Camel):
-    filters: Any = Field(description="Conditions that must all hold: {field, op, value}.", examples=[_FILTERS_EXAMPLE])
+    filters: ShallowJson = Field(
+        description="Conditions that must all hold: {field, op, value}.", examples=[_FILTERS_EXAMPLE]
+    )
 
 
 class AudienceChange(_Camel):
     name: str | None = Field(None, description="Lowercase letters, digits and underscores.", examples=["vip_fr"])
     label: str | None = Field(None, examples=["VIP customers in France"])
-    filters: Any = Field(None, description="Conditions that must all hold.", examples=[_FILTERS_EXAMPLE])
+    filters: ShallowJson = Field(None, description="Conditions that must all hold.", examples=[_FILTERS_EXAMPLE])
 
     @field_validator("name", "label", "filters")
     @classmethod
@@ -130,7 +133,7 @@ class AudienceChange(_Camel):
 class AudienceIn(AudienceChange):
     name: str = Field(description="Lowercase letters, digits and underscores.", examples=["vip_fr"])
     label: str = Field(examples=["VIP customers in France"])
-    filters: Any = Field(default_factory=list, examples=[_FILTERS_EXAMPLE])
+    filters: ShallowJson = Field(default_factory=list, examples=[_FILTERS_EXAMPLE])
 
 
 class AudienceOut(_Camel):

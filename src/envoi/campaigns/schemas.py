@@ -68,7 +68,9 @@ class DeliveryFields(_Camel):
 
 class DeliveryIn(DeliveryFields):
     name: str = Field(max_length=100, examples=["november-newsletter"])
-    template: int | None = Field(None, description="The delivery template's id; unset: the factory 'Email'.")
+    template: int | None = Field(
+        None, ge=1, le=2**62, description="The delivery template's id; unset: the factory 'Email'."
+    )
 
 
 class SendIn(_Camel):

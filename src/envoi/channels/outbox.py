@@ -11,10 +11,11 @@ from sqlalchemy import String, Text, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from envoi.channels.base import EmailMessage, Outcome, Sent
+from envoi.channels.base import EmailMessage, Outcome, Retry, Sent
 from envoi.channels.push import PushMessage
 from envoi.channels.sms import SmsMessage
 from envoi.db.base import ADDRESS_LENGTH, Base, BigId, Json, UTCDateTime, utcnow
+from envoi.db.outage import store_unavailable
 
 
 class OutboxMessage(Base):
@@ -49,12 +50,18 @@ class OutboxChannel:
             return []
         now = utcnow()
         rows = [_row(m) | {"created_at": now} for m in messages]
-        async with self._sessionmaker.begin() as session:
-            ids = (
-                await session.scalars(
-                    insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), rows
-                )
-            ).all()
+        try:
+            async with self._sessionmaker.begin() as session:
+                ids = (
+                    await session.scalars(
+                        insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), rows
+                    )
+                ).all()
+        except Exception as error:  # the database is away: like a provider that is down, try again later
+            if (unavailable := store_unavailable(error)) is None:
+                raise
+            retry = Retry(f"the outbox cannot store it: {unavailable.details['cause']}", unavailable.retry_after)
+            return [retry] * len(messages)
         return [Sent(provider_id=f"outbox-{i}") for i in ids]
 
     async def aclose(self) -> None:

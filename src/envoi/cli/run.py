@@ -103,7 +103,7 @@ def serve(
             host=host,
             port=port,
             log_level="warning",
-            timeout_graceful_shutdown=int(settings.worker_lease_seconds // 4) or 1,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # the worker's, too
         )
 
 
@@ -178,6 +178,12 @@ def migrate() -> None:
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes: under 2 minutes.")] = False,
+    chaos: Annotated[
+        bool,
+        typer.Option(
+            "--chaos", help="Instead: kill workers mid-batch and take the SMTP sink down, on PostgreSQL (see README)."
+        ),
+    ] = False,
     backend: Annotated[
         list[str] | None, typer.Option(help="sqlite or postgresql; repeat for both (the default).")
     ] = None,
@@ -187,6 +193,12 @@ def bench(
     ] = "postgresql://postgres@127.0.0.1:5432/test",
 ) -> None:
     """Measure Envoi against this machine's own limits (raw inserts, raw SMTP) on SQLite and PostgreSQL."""
-    from envoi.bench.main import run_bench
+    from envoi.bench.main import run_bench, run_chaos
 
+    if chaos:
+        if backend and backend != ["postgresql"]:
+            console.print("[red]The chaos run needs PostgreSQL: several worker processes share its queue.[/]")
+            raise typer.Exit(2)
+        run_chaos(quick=quick, out=out, pg_admin_url=pg_url, console=console)
+        return
     run_bench(quick=quick, backends=backend or ["sqlite", "postgresql"], out=out, pg_admin_url=pg_url, console=console)

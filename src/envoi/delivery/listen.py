@@ -28,7 +28,7 @@ async def listen_for_events(url: str, wakeup: Wakeup, stop: asyncio.Event) -> No
                     wakeup.ring()
                     if stop.is_set():
                         break
-        except (psycopg.Error, OSError) as error:
+        except Exception as error:  # a restart, a lost connection, anything: listen again, never stop
             log.warning("worker.listen_failed", error=str(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 5.0)

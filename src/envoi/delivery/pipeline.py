@@ -13,6 +13,8 @@ The state machine (numbers in events.models.EventStatus):
                                              fallback channel the event has an address for; attempts start
                                              again (once: the fallback has no fallback). routing_failed,
                                              paused and too_old do not fall back.
+  processing -> pending, lease released      its worker was stopped (SIGTERM) and the grace period ended before
+                                             the batch was recorded (envoi.delivery.worker)
 A processing event whose lease ran out is claimed again by any worker.
 """
 

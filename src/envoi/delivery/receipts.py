@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.channels.base import Receipt, ReceiptHandler
 from envoi.db.base import utcnow
+from envoi.db.outage import store_unavailable
 from envoi.delivery.models import Message, MessageStatus
 from envoi.webhooks.models import Change
 from envoi.webhooks.outbox import announce_message
@@ -84,8 +85,12 @@ class ReceiptRecorder:
     async def _later(self, channel: str, provider: str | None, receipt: Receipt) -> None:
         for wait in _WAITS:
             await asyncio.sleep(wait)
-            if await self._record(channel, provider, receipt):
-                return
+            try:
+                if await self._record(channel, provider, receipt):
+                    return
+            except Exception as error:  # the database is away for a moment: the next try may find it back
+                if store_unavailable(error) is None:
+                    raise
         log.warning("delivery.receipt_unmatched", channel=channel, provider=provider, provider_id=receipt.provider_id)
 
     async def aclose(self) -> None:

@@ -102,19 +102,27 @@ _IDEMPOTENCY_HEADER = {
     "description": "Repeat a request safely: the same key and body return the first event's id.",
 }
 
+# Nothing was stored; the same request succeeds after Retry-After seconds (503 is documented for every route).
+_RETRY_LATER: dict[int | str, dict[str, Any]] = {
+    429: {"description": "The queue is full (queue_full) or this key's rate is exceeded (rate_limited)"},
+}
+
 
 @router.post(
     "/events",
     status_code=202,
     response_model=AcceptedOut,
-    responses={409: {"description": "Idempotency-Key reused with a different body"}},
+    responses={409: {"description": "Idempotency-Key reused with a different body"}, **_RETRY_LATER},
     openapi_extra=_hot_route({"$ref": "#/components/schemas/EventIn"}, [_IDEMPOTENCY_HEADER]),
 )
 async def push_event(request: Request) -> Response:
     """Store one event; it is sent within seconds. With an Idempotency-Key, a repeated request returns the
     first event's id instead of storing a second event."""
-    key_id = (await authenticate_request(request)).key_id
+    who = await authenticate_request(request)
+    key_id = who.key_id
     runtime: Runtime = request.app.state.runtime
+    await runtime.admission.check_queue()
+    runtime.admission.take(who, 1)
     event = _parse(EventIn, await request.body())
     idempotency_key = request.headers.get("idempotency-key")
     headers = {}
@@ -152,13 +160,16 @@ def _parse(model: type[ParsedModel], body: bytes) -> ParsedModel:
     "/events/batch",
     status_code=202,
     response_model=BatchAcceptedOut,
+    responses=_RETRY_LATER,
     openapi_extra=_hot_route(_schema_of(BatchIn)),
 )
 async def push_events(request: Request) -> Response:
     """Store up to 10,000 events in one transaction. If any is invalid, none is stored and the answer lists
     every invalid item's errors by index."""
-    key_id = (await authenticate_request(request)).key_id
+    who = await authenticate_request(request)
+    key_id = who.key_id
     runtime: Runtime = request.app.state.runtime
+    await runtime.admission.check_queue()
     body, limit = await request.body(), runtime.settings.batch_max_events
     items: list[Any]
     try:
@@ -166,6 +177,7 @@ async def push_events(request: Request) -> Response:
     except ValidationError:
         items = _batch_items(body, limit)  # the slow path, which names every bad item by its index
     _check_size(len(items), limit)
+    runtime.admission.take(who, len(items))
     async with runtime.transaction() as session:
         ids = await service.ingest_batch(session, items, api_key_id=key_id, region=runtime.settings.default_region)
     runtime.wakeup.ring()

@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.db.notify import Wakeup
+from envoi.db.outage import outages, store_unavailable
 from envoi.errors import EnvoiError, StoreUnavailable
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_many
@@ -68,8 +69,12 @@ class IngestGroup:
             async with self._sessionmaker.begin() as session:
                 results = await ingest_many(session, [(p.event, p.api_key_id) for p in group], region=self._region)
         except Exception as error:
-            log.exception("ingest.group_failed", events=len(group))
-            failure = StoreUnavailable(f"the event could not be stored ({type(error).__name__}); try again")
+            failure = store_unavailable(error)
+            if failure is not None:
+                outages.refused("ingest", failure)
+            else:  # a bug, not an outage: its traceback is wanted, and the clients may still retry
+                log.exception("ingest.group_failed", events=len(group))
+                failure = StoreUnavailable("The events could not be stored; try again.", retry_after=1)
             for pending in group:
                 if not pending.future.done():
                     pending.future.set_exception(failure)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from envoi.db.base import ADDRESS_LENGTH
+from envoi.nesting import JsonObject
 
 CHANNEL_CODES = {0: "email", 1: "sms", 41: "push", 42: "push"}
 CHANNEL_WORDS = {"email": "email", "sms": "sms", "push": "push", "ios": "push", "android": "push"}
@@ -34,7 +35,7 @@ class EventIn(_Model):
     type: str = Field(min_length=1, max_length=100, examples=["order_confirmation"])
     email: str | None = Field(None, max_length=320)
     mobile_phone: str | None = Field(None, alias="mobilePhone", max_length=32)
-    ctx: dict[str, Any] = Field(default_factory=dict, description="Free-form data used by the template.")
+    ctx: JsonObject = Field(default_factory=dict, description="Free-form data used by the template.")
     scheduled: datetime | None = Field(None, description="Do not send before this time (UTC if no offset).")
     expiration: datetime | None = Field(None, description="Give up (status too_old) if not sent by then.")
     wished_channel: str | int | None = Field(
@@ -176,8 +177,8 @@ class EventSummaryOut(_Model):
 class EventTypeIn(_Model):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.\-]*$", examples=["order_confirmation"])
     label: str = Field(min_length=1, max_length=200)
-    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON Schema that ctx must match.")
-    sample: dict[str, Any] | None = Field(None, description="Sample ctx, for previews and tests.")
+    json_schema: JsonObject | None = Field(None, alias="schema", description="JSON Schema that ctx must match.")
+    sample: JsonObject | None = Field(None, description="Sample ctx, for previews and tests.")
     default_channel: ChannelName | None = Field(
         None, alias="defaultChannel", description="The channel of events that wish for none. Unset: email."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +14,8 @@ from jsonschema import Draft202012Validator
 from envoi.db.base import SerializedJson
 
 SCHEMA_UNUSABLE = "the event type's schema cannot be applied"
+# NUL as json.dumps writes it (PostgreSQL's jsonb refuses it): \u0000 after an even number of backslashes.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @lru_cache(maxsize=256)
@@ -44,7 +47,9 @@ def clean_json(value: Any) -> SerializedJson | None:
         dumped.encode("utf-8")
     except (ValueError, UnicodeEncodeError):
         return None
-    return SerializedJson(dumped) if "\\u0000" not in dumped else None
+    if "\\u0000" in dumped and _NUL_ESCAPE.search(dumped):  # not a text that merely shows a backslash and u0000
+        return None
+    return SerializedJson(dumped)
 
 
 def text_problem(value: Any, path: str) -> tuple[str, str] | None:

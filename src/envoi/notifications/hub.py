@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 import structlog
 from sqlalchemy import event, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from envoi.delivery.listen import libpq_url
@@ -91,7 +90,10 @@ class NotificationHub:
             self.wake(connection.info.pop(_PENDING, ()))
 
         def rolled_back(connection: Any) -> None:
-            connection.info.pop(_PENDING, None)
+            # A connection the database dropped has no info to read (SQLAlchemy raises, and the rollback that
+            # returns it to the pool would end there); its info is cleared when it reconnects.
+            if not connection.invalidated:
+                connection.info.pop(_PENDING, None)
 
         event.listen(engine.sync_engine, "commit", committed)
         event.listen(engine.sync_engine, "rollback", rolled_back)
@@ -162,7 +164,7 @@ async def _listen(hub: NotificationHub, url: str, stop: asyncio.Event) -> None:
                 hub.wake_all()  # whatever was announced while we were not listening
                 async for notice in _notices(conn, stop):
                     hub.wake(int(value) for value in notice.split(",") if value.isdigit())
-        except (psycopg.Error, OSError) as error:
+        except Exception as error:  # a restart, a lost connection, anything: listen again, never stop
             log.warning("notifications.listen_failed", error=str(error))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
@@ -192,7 +194,7 @@ async def _poll(
                             )
                         )
                     newest = latest
-            except SQLAlchemyError as error:
-                log.warning("notifications.poll_failed", error=str(error))
+            except Exception as error:  # whatever it was, the next look may succeed: this loop must not end
+                log.warning("notifications.poll_failed", error=type(error).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from envoi.channels.base import Channel, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.outbox import OutboxChannel
 from envoi.channels.push import PushMessage
+from envoi.db.outage import store_unavailable
 from envoi.delivery.receipts import ReceiptRecorder
 from envoi.providers.config import (
     ProviderConfig,
@@ -182,12 +183,17 @@ class ProviderSet:
         async with self._lock:
             if time.monotonic() - self._checked < wait:
                 return
-            async with self.sessionmaker() as session:
-                revision = (await session.execute(select(func.count(), func.max(Provider.updated_at)))).one()
-                if tuple(revision) != self._revision:
-                    rows = (await session.scalars(select(Provider).order_by(Provider.id))).all()
-                    await self._replace([*self.static, *stored_configs(rows)])
-                    self._revision = tuple(revision)
+            try:
+                async with self.sessionmaker() as session:
+                    revision = (await session.execute(select(func.count(), func.max(Provider.updated_at)))).one()
+                    if tuple(revision) != self._revision:
+                        rows = (await session.scalars(select(Provider).order_by(Provider.id))).all()
+                        await self._replace([*self.static, *stored_configs(rows)])
+                        self._revision = tuple(revision)
+            except Exception as error:  # the database is away: a batch in hand still goes out with what we have
+                if (unavailable := store_unavailable(error)) is None:
+                    raise
+                log.warning("provider.refresh_failed", cause=unavailable.details["cause"])
             self._checked = time.monotonic()
 
     async def _replace(self, configs: list[ProviderConfig]) -> None:

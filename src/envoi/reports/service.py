@@ -59,8 +59,8 @@ def report_filter(
     now: datetime | None = None,
 ) -> ReportFilter:
     """The period asked for (times without a zone are UTC): by default the last 24 hours, at most 31 days."""
-    until = _utc(until) if until else now or utcnow()
-    since = _utc(since) if since else until - DEFAULT_PERIOD
+    until = _utc(until, "until") if until else now or utcnow()
+    since = _utc(since, "since") if since else until - DEFAULT_PERIOD
     if since >= until:
         raise ValidationFailed("since must be before until", field="since")
     if until - since > LONGEST_PERIOD:
@@ -68,8 +68,18 @@ def report_filter(
     return ReportFilter(since, until, event_type or None, channel or None)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+# A day short of datetime's own limits, so the default period before until and the hours counted fit in it.
+_EARLIEST, _LATEST = datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _utc(moment: datetime, field: str) -> datetime:
+    try:
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, say: in UTC, outside the years datetime holds
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValidationFailed(f"{field} must lie between 0001-01-02 and 9999-12-31 (UTC)", field=field)
+    return utc
 
 
 @dataclass(slots=True)

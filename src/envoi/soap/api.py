@@ -13,9 +13,10 @@ from envoi.access.api import key_of
 from envoi.access.groups import operator_principal
 from envoi.access.models import Operator
 from envoi.access.operators import INVALID_LOGIN, check_session, close_session, open_session
-from envoi.access.permissions import Permission
+from envoi.access.permissions import Permission, Principal
 from envoi.access.throttle import throttled_login
-from envoi.errors import BatchRejected, EnvoiError, Unauthorized, ValidationFailed
+from envoi.db.outage import outages, store_unavailable
+from envoi.errors import BatchRejected, EnvoiError, RetryLater, Unauthorized, ValidationFailed
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_batch
 from envoi.runtime import Runtime
@@ -38,6 +39,14 @@ def _fault(code: str, message: str, detail: str | None = None) -> Response:
     return Response(envelope.fault(code, message, detail), status_code=500, media_type=_XML)
 
 
+def _retry_later(error: RetryLater) -> Response:
+    """A Server fault (the request was fine; it was not stored) with HTTP 503 and Retry-After, whatever REST
+    answers (503 or 429): SOAP toolkits read a fault in a 5xx answer (Axis 1, zeep; JAX-WS and Spring-WS report
+    an HTTP 503 error), where a 4xx is only an HTTP error, and 503 is what they know as "busy, try later"."""
+    fault = envelope.fault("Server", error.message, f"{error.code}; retry after {error.retry_after} seconds")
+    return Response(fault, status_code=503, media_type=_XML, headers={"Retry-After": str(error.retry_after)})
+
+
 @router.post("/nl/jsp/soaprouter.jsp", include_in_schema=False)
 async def soap_router(request: Request) -> Response:
     """Adobe Campaign's SOAP router: events in, plIds out, errors as SOAP 1.1 faults."""
@@ -46,9 +55,15 @@ async def soap_router(request: Request) -> Response:
         return await _dispatch(request, runtime)
     except Unauthorized as error:
         return _fault("Client", error.message)
+    except RetryLater as error:
+        return _retry_later(error)
     except EnvoiError as error:
         return _fault("Client", error.message, _detail(error))
-    except Exception:
+    except Exception as error:
+        unavailable = store_unavailable(error)
+        if unavailable is not None:
+            outages.refused("soap", unavailable)
+            return _retry_later(unavailable)
         log.exception("soap.failed")
         return _fault("Server", "the request could not be processed; it was not stored")
 
@@ -66,12 +81,7 @@ async def _dispatch(request: Request, runtime: Runtime) -> Response:
     action = request.headers.get("soapaction", "").strip().strip('"')
     if action not in ACTIONS:
         raise ValidationFailed(f"unknown SOAPAction '{action}'; expected one of {', '.join(sorted(ACTIONS))}")
-    length = int(request.headers.get("content-length") or 0)
-    limit = runtime.settings.soap_max_body_bytes
-    body = await request.body() if length <= limit else b""
-    if length > limit or len(body) > limit:
-        raise ValidationFailed(f"the request is larger than {limit} bytes", field="body")
-    root = parse_document(body)
+    root = parse_document(await _body(request, runtime.settings.soap_max_body_bytes))
     operation = _operation(root)
     service, method = action.split("#")
     if local_name(operation) != method:
@@ -85,19 +95,37 @@ async def _dispatch(request: Request, runtime: Runtime) -> Response:
         async with runtime.transaction() as session:
             await close_session(session, token.strip())
         return Response(envelope.response(namespace, "Logoff", []), media_type=_XML)
-    api_key_id = await _authenticate(request, runtime, token.strip())
+    caller = await _authenticate(request, runtime, token.strip())
+    await runtime.admission.check_queue()
     if method == "PushEvent":
         event = _single_event(operation)
-        event_id = await runtime.ingest.submit(event, api_key_id)
+        runtime.admission.take(caller, 1)
+        event_id = await runtime.ingest.submit(event, caller.key_id)
         return Response(
             envelope.response(namespace, "PushEvent", [("plId", "xsd:long", str(event_id))]), media_type=_XML
         )
     events = _event_collection(operation)
+    runtime.admission.take(caller, len(events))
+    region = runtime.settings.default_region
     async with runtime.transaction() as session:
-        ids = await ingest_batch(session, list(events), api_key_id=api_key_id, region=runtime.settings.default_region)
+        ids = await ingest_batch(session, list(events), api_key_id=caller.key_id, region=region)
     runtime.wakeup.ring()
     values = [("plId", "xsd:long", str(event_id)) for event_id in ids]
     return Response(envelope.response(namespace, "PushEvents", values), media_type=_XML)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, read as it comes and refused as soon as it passes ``limit`` (declared or not)."""
+    too_large = ValidationFailed(f"the request is larger than {limit} bytes", field="body")
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 def _operation(root: etree._Element) -> etree._Element:
@@ -110,10 +138,9 @@ def _operation(root: etree._Element) -> etree._Element:
     return operations[0]
 
 
-async def _authenticate(request: Request, runtime: Runtime, token: str) -> int | None:
+async def _authenticate(request: Request, runtime: Runtime, token: str) -> Principal:
     """The three ways Adobe's callers identify themselves: login/password in the token, a Logon session token,
-    or an empty token and an API key in the Authorization header. The caller needs the push_events permission.
-    Returns the API key's id, if one was used."""
+    or an empty token and an API key in the Authorization header. The caller needs the push_events permission."""
     if not token:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
@@ -128,7 +155,7 @@ async def _authenticate(request: Request, runtime: Runtime, token: str) -> int |
                 raise Unauthorized("this operator is no longer active")
             principal = await operator_principal(session, operator)
     principal.require(Permission.PUSH_EVENTS)
-    return principal.key_id
+    return principal
 
 
 async def _throttled_login(request: Request, runtime: Runtime, login: str, password: str) -> Operator:

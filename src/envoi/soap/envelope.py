@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from lxml import etree
@@ -11,6 +12,9 @@ SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSD = "http://www.w3.org/2001/XMLSchema"
 ENCODING = "http://schemas.xmlsoap.org/soap/encoding/"
+# What XML 1.0 cannot carry, even escaped (control characters, lone surrogates): a fault that repeats a
+# caller's header must still be a well-formed answer.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _envelope() -> tuple[etree._Element, etree._Element]:
@@ -39,7 +43,7 @@ def fault(code: str, message: str, detail: str | None = None) -> bytes:
     envelope, body = _envelope()
     element = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
     etree.SubElement(element, "faultcode").text = f"SOAP-ENV:{code}"
-    etree.SubElement(element, "faultstring").text = message
+    etree.SubElement(element, "faultstring").text = _NOT_XML.sub("\ufffd", message)
     if detail:
-        etree.SubElement(element, "detail").text = detail
+        etree.SubElement(element, "detail").text = _NOT_XML.sub("\ufffd", detail)
     return _bytes(envelope)

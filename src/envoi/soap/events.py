@@ -47,7 +47,8 @@ def event_from_xml(element: etree._Element, where: str) -> EventIn:
     if not data.get("type"):
         raise ValidationFailed(f"{where}: the attribute 'type' is required", field=f"{where}/@type")
     if "emailFormat" in data:
-        data["emailFormat"] = int(data["emailFormat"]) if str(data["emailFormat"]).isdigit() else data["emailFormat"]
+        value = str(data["emailFormat"])  # digits as Adobe sends them; anything else is refused by EventIn
+        data["emailFormat"] = int(value) if value.isascii() and value.isdigit() and len(value) < 10 else value
     app = child(element, "mobileApp")
     if app is not None and app.get("uuid"):
         data["mobileAppUuid"] = app.get("uuid")

@@ -11,6 +11,7 @@ from typing import Any
 from lxml import etree
 
 from envoi.errors import ValidationFailed
+from envoi.nesting import MAX_NESTING
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,  # no entity ever expands: no billion laughs, no XXE
@@ -57,7 +58,9 @@ def child(element: etree._Element, name: str) -> etree._Element | None:
     return next((c for c in children(element) if local_name(c) == name), None)
 
 
-def element_to_json(element: etree._Element) -> Any:
+def element_to_json(element: etree._Element, depth: int = 1) -> Any:
+    if depth > MAX_NESTING:  # as REST refuses JSON nested this deep
+        raise ValidationFailed(f"ctx nests deeper than {MAX_NESTING} elements", field="ctx")
     attributes: dict[str, Any] = {"@" + etree.QName(key).localname: value for key, value in element.attrib.items()}
     kids = children(element)
     if not kids:
@@ -73,7 +76,7 @@ def element_to_json(element: etree._Element) -> Any:
         result["#text"] = mixed.strip()
     repeated: set[str] = set()
     for kid in kids:
-        key, value = local_name(kid), element_to_json(kid)
+        key, value = local_name(kid), element_to_json(kid, depth + 1)
         if key in repeated:
             result[key].append(value)
         elif key in result:

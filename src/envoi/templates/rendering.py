@@ -12,6 +12,7 @@ from liquid.exceptions import LiquidError, TemplateNotFoundError
 from liquid.loader import TemplateSource
 
 from envoi.errors import TemplateSyntaxError
+from envoi.templates.limits import BudgetedTemplate
 
 
 class _LimitedEnvironment(Environment):
@@ -21,6 +22,7 @@ class _LimitedEnvironment(Environment):
     context_depth_limit = 30
     local_namespace_limit = 200_000
     block_nesting_limit = 30
+    template_class = BudgetedTemplate  # and a budget for the work of one render: see envoi.templates.limits
 
 
 class RenderError(Exception):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, field_validat
 
 from envoi.addresses import check_mailbox
 from envoi.db.base import ADDRESS_LENGTH
+from envoi.nesting import JsonObject
 from envoi.templates.locales import normalize_language
 
 Channel = Literal["email", "sms", "push"]
@@ -253,7 +254,7 @@ class SeedIn(_Model):
     )
     external_id: str | None = Field(None, alias="externalId", max_length=255)
     language: str | None = Field(None, max_length=35, description="Renders this language's variant.")
-    ctx: dict[str, Any] | None = Field(None, description="Sample event data. Unset: the event type's sample.")
+    ctx: JsonObject | None = Field(None, description="Sample event data. Unset: the event type's sample.")
     ctx_xml: str | None = Field(
         None, alias="ctxXml", max_length=1_000_000, description="Or the data as Adobe-style XML: <ctx>...</ctx>."
     )
@@ -280,13 +281,13 @@ class SeedOut(_Model):
 class PreviewIn(_Model):
     """What to render: a seed address's data, inline data, or (when neither) the event type's sample."""
 
-    seed_id: int | None = Field(None, alias="seedId", ge=1)
-    ctx: dict[str, Any] | None = None
+    seed_id: int | None = Field(None, alias="seedId", ge=1, le=2**63 - 1)
+    ctx: JsonObject | None = None
     ctx_xml: str | None = Field(None, alias="ctxXml", max_length=1_000_000)
     language: str | None = Field(None, max_length=35, description="The event's language; picks the variant.")
     email: str | None = Field(None, max_length=320, description="The recipient the template sees as event.email.")
     external_id: str | None = Field(None, alias="externalId", max_length=255)
-    version: int | None = Field(None, ge=1, description="A published version instead of the draft.")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="A published version instead of the draft.")
 
     @model_validator(mode="after")
     def _one_source(self) -> PreviewIn:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from envoi.nesting import JsonObject
 from envoi.workflows.models import Workflow, WorkflowRun, WorkflowStep
 
 _EXAMPLE = {
@@ -30,7 +31,7 @@ class _Camel(BaseModel):
 
 class WorkflowFields(_Camel):
     label: str | None = Field(None, max_length=200)
-    definition: dict[str, Any] | None = Field(None, examples=[_EXAMPLE])
+    definition: JsonObject | None = Field(None, examples=[_EXAMPLE])
     supervisors: str | None = Field(
         None, description="A security group whose members are told (in-app and by email) when it is suspended."
     )
@@ -54,7 +55,7 @@ class WorkflowFields(_Camel):
 
 class WorkflowIn(WorkflowFields):
     name: str = Field(max_length=100, examples=["nightly-export"])
-    template: int | None = Field(None, description="The template's id; unset: the factory template.")
+    template: int | None = Field(None, ge=1, le=2**62, description="The template's id; unset: the factory template.")
 
 
 class WorkflowOut(_Camel):
