@@ -32,3 +32,16 @@ def wait_for_text(path: Path, text: str, *, timeout: float = 30.0) -> str:
             return content
         time.sleep(0.05)
     raise AssertionError(f"{text!r} never appeared in the output:\n{path.read_text(errors='replace')}")
+
+
+def wait_for_port(port: int, *, timeout: float = 30.0) -> None:
+    """Until something accepts connections on 127.0.0.1:port. ``envoi serve`` logs worker.started during its
+    startup, before uvicorn binds its socket: a request sent on that line alone may be refused."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")

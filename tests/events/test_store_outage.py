@@ -27,7 +27,7 @@ import pytest
 from lxml import etree
 
 from tests.conftest import pg_database
-from tests.processes import free_port, start_envoi, wait_for_text
+from tests.processes import free_port, start_envoi, wait_for_port, wait_for_text
 from tests.smtp_sink import SmtpSink, start_sink
 
 KINDS = ("single", "idempotent", "batch", "soap")
@@ -149,6 +149,7 @@ def envoi_serve(cwd: Path, data_dir: Path, env: dict[str, str]) -> Iterator[tupl
     )
     try:
         wait_for_text(log, "worker.started", timeout=60)
+        wait_for_port(port)
         yield f"http://127.0.0.1:{port}", (data_dir / "api-key").read_text().strip()
         assert server.poll() is None, f"envoi serve ended during the outage:\n{log.read_text(errors='replace')}"
     finally:

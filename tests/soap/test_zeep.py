@@ -11,7 +11,7 @@ import requests
 import zeep
 from lxml import etree
 
-from tests.processes import free_port, start_envoi, wait_for_text
+from tests.processes import free_port, start_envoi, wait_for_port, wait_for_text
 from tests.smtp_sink import start_sink
 
 
@@ -30,6 +30,7 @@ def test_zeep_pushes_realtime_and_batch_events_that_reach_an_smtp_server(tmp_pat
     )
     try:
         wait_for_text(log, "worker.started")
+        wait_for_port(port)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {(tmp_path / '.envoi' / 'api-key').read_text().strip()}"
         transport = zeep.Transport(session=session)
