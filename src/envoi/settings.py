@@ -17,7 +17,25 @@ class Settings(BaseSettings):
         "",
         description="SQLAlchemy URL; sqlite:///file or postgresql://user@host/db. Default: SQLite in data_dir.",
     )
-    database_pool_size: int = Field(10, ge=1)
+    database_pool_size: int = Field(
+        10, ge=1, description="Connections each process keeps open to the database (PostgreSQL; SQLite: 1)."
+    )
+    database_max_overflow: int | None = Field(
+        None,
+        ge=0,
+        description="Connections a process may open beyond the pool at peaks, closed once returned. "
+        "Default: database_pool_size. See docs/operations.md for the whole budget.",
+    )
+    database_prepared_statements: bool | None = Field(
+        None,
+        description="Let psycopg prepare repeated statements on the server. Turn off behind a pooler in "
+        "transaction mode (PgBouncer before 1.21). Default: off when database_direct_url is set, else on.",
+    )
+    database_direct_url: str = Field(
+        "",
+        description="PostgreSQL only: a URL that reaches the server itself, not a pooler in transaction mode, for "
+        "what needs a session of its own (LISTEN, the scheduler's leader lock). Default: database_url.",
+    )
 
     smtp_url: SecretStr | None = Field(
         None,
@@ -213,7 +231,10 @@ class Settings(BaseSettings):
         "ingestion answers 429 with Retry-After instead of storing more (about 15 minutes of sending); 0: off.",
     )
     ingest_rate_per_key: float = Field(
-        0.0, ge=0, description="Events a second each API key (or SOAP operator) may push, per process; 0: no limit."
+        0.0,
+        ge=0,
+        description="Events a second each API key (or SOAP operator) may push, across every API process (the "
+        "buckets are in the database: a statement per request); 0: no limit.",
     )
     ingest_burst_per_key: int = Field(
         0, ge=0, description="Events a key may push at once (a batch counts its events); 0: a second of its rate."
@@ -237,7 +258,7 @@ class Settings(BaseSettings):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
@@ -253,6 +274,12 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    def resolved_direct_url(self) -> str:
+        """The async SQLAlchemy URL of a connection that keeps its session (LISTEN, session advisory locks)."""
+        if not self.database_direct_url:
+            return self.resolved_database_url()
+        return self.model_copy(update={"database_url": self.database_direct_url}).resolved_database_url()
 
     @property
     def is_sqlite(self) -> bool:

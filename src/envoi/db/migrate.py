@@ -8,10 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK = 0x656E_6D69  # pg_advisory_xact_lock key ("enmi"): one process migrates at a time
 
 
 def alembic_config() -> Config:
@@ -27,6 +28,10 @@ async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several hosts' envoi serve (or migrate) starting together: the first migrates, the others wait for
+            # its commit and then find nothing left to do, instead of racing on the same DDL.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
         await connection.run_sync(upgrade)
 
 

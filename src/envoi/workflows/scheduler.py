@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from envoi.db.base import utcnow
+from envoi.db.engine import create_direct_engine
 from envoi.db.meta import set_meta
 from envoi.errors import ValidationFailed
 from envoi.settings import Settings
@@ -126,26 +127,36 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every ``scheduler_tick_seconds`` while this process leads, until ``stop``."""
-        while not stop.is_set():
-            try:
-                if self.settings.is_sqlite:
-                    await self._lead(stop, None)
-                else:
-                    async with self.engine.connect() as pooled:
-                        connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")
-                        held = await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK})
-                        if held:
-                            try:
-                                await self._lead(stop, connection)
-                            finally:
-                                with contextlib.suppress(Exception):
-                                    await connection.execute(
-                                        text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK}
-                                    )
-            except Exception:
-                log.exception("workflows.scheduler_failed", scheduler=self.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.scheduler_takeover_seconds)
+        # The lock's connection is not the pool's: held for the whole lead, it would take a pooled connection
+        # away from the work, and it must reach the server itself (database_direct_url), never a pooler in
+        # transaction mode, where the session holding the lock would be lent to other clients.
+        lock_engine = None if self.settings.is_sqlite else create_direct_engine(self.settings, "scheduler")
+        try:
+            while not stop.is_set():
+                try:
+                    if lock_engine is None:
+                        await self._lead(stop, None)
+                    else:
+                        await self._lead_while_locked(stop, lock_engine)
+                except Exception:
+                    log.exception("workflows.scheduler_failed", scheduler=self.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.scheduler_takeover_seconds)
+        finally:
+            if lock_engine is not None:
+                await lock_engine.dispose()
+
+    async def _lead_while_locked(self, stop: asyncio.Event, lock_engine: AsyncEngine) -> None:
+        """Lead if the leader lock is free; the connection closes at once if it is not."""
+        async with lock_engine.connect() as opened:
+            connection = await opened.execution_options(isolation_level="AUTOCOMMIT")
+            held = await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK})
+            if held:
+                try:
+                    await self._lead(stop, connection)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK})
 
     async def _lead(self, stop: asyncio.Event, connection: AsyncConnection | None) -> None:
         log.info("workflows.scheduler_leading", scheduler=self.name)
