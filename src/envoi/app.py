@@ -12,13 +12,13 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from envoi import __version__
 from envoi.access.admin_api import router as access_router
+from envoi.access.cache import AccessCache, hear_access_changes
 from envoi.body_limit import CODE as TOO_LARGE
 from envoi.body_limit import BodyLimit
 from envoi.bounces.api import router as bounces_router
@@ -28,22 +28,25 @@ from envoi.campaigns.profiles_api import router as profiles_router
 from envoi.channels.api import router as outbox_router
 from envoi.console.routes import STATIC_DIR as CONSOLE_STATIC_DIR
 from envoi.console.routes import router as console_router
+from envoi.db.listen import Listener
 from envoi.db.outage import outages, store_unavailable
 from envoi.delivery.api import router as quarantine_router
-from envoi.delivery.listen import listen_for_events
+from envoi.delivery.listen import ring_on_new_events
 from envoi.delivery.worker import Worker
 from envoi.errors import EnvoiError, RetryLater, input_problems, invalid
 from envoi.events.api import OPENAPI_SCHEMAS
 from envoi.events.api import router as events_router
 from envoi.notifications.api import router as notifications_router
 from envoi.notifications.failures import watch_failure_rates
-from envoi.notifications.hub import follow_notifications
+from envoi.notifications.hub import follow_notifications, hear_notifications
 from envoi.nul_guard import NulGuard
 from envoi.observability.api import router as metrics_router
+from envoi.observability.health import router as health_router
 from envoi.openapi import document_errors
 from envoi.providers.api import receipts_router
 from envoi.providers.api import router as providers_router
 from envoi.providers.dkim_api import router as dkim_router
+from envoi.providers.routing import hear_provider_changes
 from envoi.reports.api import router as reports_router
 from envoi.reports.watch import watch_queue
 from envoi.runtime import Runtime
@@ -74,6 +77,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         app.state.stop_soon = lambda: loop.call_soon_threadsafe(stop.set)  # envoi.server calls it at SIGTERM
+        app.state.stopping = stop  # /readyz answers 503 once it is set
         worker_task = listener_task = alerts_task = scheduler_task = webhooks_task = watch_task = None
         rt.notifications.start()
         notifications_task = asyncio.create_task(
@@ -93,9 +97,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             webhooks_task = asyncio.create_task(WebhookSender(settings, rt.sessionmaker).run(stop))
             if settings.scheduler:  # on PostgreSQL, only the process holding the leader lock runs it
                 scheduler_task = asyncio.create_task(Scheduler(settings, rt.engine, rt.sessionmaker).run(stop))
-            if not settings.is_sqlite:
-                url = settings.resolved_database_url()
-                listener_task = asyncio.create_task(listen_for_events(url, rt.wakeup, stop))
+        if not settings.is_sqlite:  # one LISTEN connection for all this process hears from the others
+            listener = Listener(settings.resolved_direct_url())
+            hear_notifications(listener, rt.notifications)
+            hear_access_changes(listener, app.state.key_cache)
+            hear_provider_changes(listener, rt.providers)
+            if run_worker:
+                ring_on_new_events(listener, rt.wakeup)
+            listener_task = asyncio.create_task(listener.run(stop))
         try:
             yield
         finally:
@@ -121,7 +130,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
     )
     app.add_middleware(NulGuard)  # added first, so it runs inside BodyLimit and reads only what the limit lets in
     app.add_middleware(BodyLimit, max_bytes=settings.request_max_bytes)
-    app.state.key_cache = {}
+    app.state.key_cache = AccessCache()  # who each credential is, forgotten at every change
     if runtime is not None:
         app.state.runtime = runtime
     for router in (
@@ -145,19 +154,13 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
         receipts_router,
         soap_router,
         metrics_router,
+        health_router,
         console_router,
     ):
         app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC_DIR), name="console-static")
     _install_error_handlers(app)
     _add_openapi_schemas(app, OPENAPI_SCHEMAS)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz(request: Request) -> dict[str, str]:
-        rt: Runtime = request.app.state.runtime
-        async with rt.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return {"status": "ok", "version": __version__}
 
     @app.get("/", include_in_schema=False, response_model=None)
     async def index(request: Request) -> dict[str, Any] | Response:

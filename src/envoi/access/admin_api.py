@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.access import groups as group_service
-from envoi.access.api import CanManageOperators, RuntimeDep, _bearer, forget_key, forget_operator, principal_of
+from envoi.access.api import CanManageOperators, RuntimeDep, _bearer, principal_of
 from envoi.access.audit import audit, audit_trail
 from envoi.access.models import ApiKey, Operator
 from envoi.access.operators import create_operator, set_active
@@ -182,7 +182,7 @@ async def read_operator(operator_id: Id, runtime: RuntimeDep, _who: CanManageOpe
 
 @router.patch("/operators/{operator_id}", response_model=OperatorOut)
 async def change_operator(
-    operator_id: Id, body: OperatorPatch, request: Request, runtime: RuntimeDep, who: CanManageOperators
+    operator_id: Id, body: OperatorPatch, runtime: RuntimeDep, who: CanManageOperators
 ) -> OperatorOut:
     changes = body.model_dump(exclude_unset=True)
     async with runtime.transaction() as session:
@@ -202,8 +202,7 @@ async def change_operator(
         audit(session, who, "changed", "operator", operator.id, changes)
         await session.flush()
         out = await _operator_out(session, operator)
-    forget_operator(request, operator_id)  # deactivated or regrouped: their cached sessions and keys go too
-    return out
+    return out  # deactivated or regrouped: set_active and set_groups had every process forget them at commit
 
 
 async def _group_out(session: AsyncSession, name: str) -> GroupOut:
@@ -269,11 +268,10 @@ async def add_key(body: ApiKeyIn, runtime: RuntimeDep, who: CanManageOperators) 
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_key(key_id: Id, request: Request, runtime: RuntimeDep, who: CanManageOperators) -> Response:
+async def revoke_key(key_id: Id, runtime: RuntimeDep, who: CanManageOperators) -> Response:
     async with runtime.transaction() as session:
-        key = await revoke_api_key(session, key_id)
+        await revoke_api_key(session, key_id)  # every process refuses it from the commit on
         audit(session, who, "revoked", "api_key", key_id)
-    forget_key(request, key.key_hash)
     return Response(status_code=204)
 
 

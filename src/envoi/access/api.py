@@ -1,26 +1,30 @@
 """Who is calling, and may they: an API key (``Authorization: Bearer <key>``) or a console session (cookie,
-with a CSRF token on every change), turned into a Principal whose permissions each route checks."""
+with a CSRF token on every change), turned into a Principal whose permissions each route checks.
+
+Principals are cached per process (access/cache.py): a revoked key, a logged-out session, a deactivated operator
+or a changed group is forgotten by every process when its transaction commits (NOTIFY on PostgreSQL), and by the
+cache's lifetime at the latest (SQLite); a session is never cached past its own expiry."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from envoi.access.cache import AccessCache, key_change, session_change
 from envoi.access.groups import key_principal, operator_principal
 from envoi.access.models import Operator
-from envoi.access.operators import check_session
+from envoi.access.operators import live_session, session_hash
 from envoi.access.permissions import Permission, Principal
 from envoi.access.service import authenticate, hash_key
 from envoi.errors import Forbidden, Unauthorized
 from envoi.runtime import Runtime
 
-_CACHE_SECONDS = 10.0  # a revoked key or a changed group takes effect within this many seconds in every process
 SESSION_COOKIE = "envoi_session"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,7 +51,7 @@ async def principal_of(request: Request) -> Principal:
     session_token = request.cookies.get(SESSION_COOKIE)
     if session_token:
         principal = await _cached(
-            request, "session:" + session_token, lambda: _session_principal(request, session_token)
+            request, session_change(session_hash(session_token)), lambda: _session_principal(request, session_token)
         )
         if request.method not in _SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
@@ -61,53 +65,48 @@ async def key_of(request: Request, token: str) -> Principal:
     token = token.strip()
     if not token:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
-    return await _cached(request, hash_key(token), lambda: _key_principal(request, token))
+    return await _cached(request, key_change(hash_key(token)), lambda: _key_principal(request, token))
 
 
-async def _key_principal(request: Request, token: str) -> Principal:
+async def _key_principal(request: Request, token: str) -> tuple[Principal, datetime | None]:
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
-        return await key_principal(session, await authenticate(session, token))
+        return await key_principal(session, await authenticate(session, token)), None
 
 
-async def _session_principal(request: Request, token: str) -> Principal:
+async def _session_principal(request: Request, token: str) -> tuple[Principal, datetime | None]:
+    """The operator of a live console session, and when the session ends: the cache keeps it no longer."""
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
-        operator = await session.get(Operator, await check_session(session, token, "console"))
+        row = await live_session(session, token, "console")
+        operator = await session.get(Operator, row.operator_id)
         if operator is None or not operator.active:
             raise Unauthorized("this operator is no longer active")
-        return await operator_principal(session, operator)
+        return await operator_principal(session, operator), row.expires_at
 
 
-async def _cached(request: Request, key: str, load: Callable[[], Awaitable[Principal]]) -> Principal:
-    cache: dict[str, tuple[Principal, float]] = request.app.state.key_cache
-    hit = cache.get(key)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
-    principal = await load()
-    if len(cache) > 10_000:  # callers choose the keys: the cache must not grow without end
-        cache.clear()
-    cache[key] = (principal, time.monotonic() + _CACHE_SECONDS)
+def access_cache(request: Request) -> AccessCache:
+    cache: AccessCache = request.app.state.key_cache
+    return cache
+
+
+async def _cached(
+    request: Request, key: str, load: Callable[[], Awaitable[tuple[Principal, datetime | None]]]
+) -> Principal:
+    cache = access_cache(request)
+    principal = cache.get(key)
+    if principal is not None:
+        return principal
+    runtime: Runtime = request.app.state.runtime
+    cache.watch(runtime.engine)  # from the first use on, this process's own commits empty it at once
+    read_at = cache.generation
+    principal, ends_at = await load()
+    cache.put(key, principal, read_at=read_at, ends_at=ends_at)
     return principal
 
 
-def forget_session(request: Request, session_token: str) -> None:
-    """At logout: this process stops accepting the session at once (the others, whose caches still hold it,
-    within _CACHE_SECONDS: the session row is revoked)."""
-    request.app.state.key_cache.pop("session:" + session_token, None)
-
-
-def forget_key(request: Request, key_hash: str) -> None:
-    """At a key's revocation: this process refuses it at once (the others within _CACHE_SECONDS)."""
-    request.app.state.key_cache.pop(key_hash, None)
-
-
-def forget_operator(request: Request, operator_id: int) -> None:
-    """When an operator is deactivated or changes groups: this process reads their sessions and keys afresh at once
-    (the others within _CACHE_SECONDS)."""
-    cache: dict[str, tuple[Principal, float]] = request.app.state.key_cache
-    for key in [key for key, (principal, _) in cache.items() if principal.operator_id == operator_id]:
-        cache.pop(key, None)
+# Since the services announce each change (every process's cache forgets it at commit), these only repeat it in
+# this process; console pages still call them.
 
 
 def allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:

@@ -1,4 +1,5 @@
-"""Security groups and their members, and what an operator or a key may do. Services never commit."""
+"""Security groups and their members, and what an operator or a key may do. Services never commit; each change
+to what someone may do is announced, so that every process's access cache forgets it at commit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.access.cache import EVERYTHING, announce_access_change, operator_change
 from envoi.access.models import ApiKey, GroupMember, Operator, SecurityGroup
 from envoi.access.permissions import Permission, Principal
 from envoi.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -55,6 +57,7 @@ async def update_group(
         group.label = label.strip() or group.label
     if permissions is not None:
         group.permissions = _permissions(permissions)
+        await announce_access_change(session, [EVERYTHING])  # rare: simpler than naming every member's keys
     await session.flush()
     return group
 
@@ -65,6 +68,7 @@ async def delete_group(session: AsyncSession, name: str) -> None:
         raise Conflict(f"{group.label} is built in and cannot be deleted", field="group")
     await session.delete(group)
     await session.flush()
+    await announce_access_change(session, [EVERYTHING])
 
 
 async def add_member(session: AsyncSession, group_name: str, operator_id: int) -> None:
@@ -73,6 +77,7 @@ async def add_member(session: AsyncSession, group_name: str, operator_id: int) -
     if exists is None:
         session.add(GroupMember(group_id=group.id, operator_id=operator_id))
         await session.flush()
+        await announce_access_change(session, [operator_change(operator_id)])
 
 
 async def remove_member(session: AsyncSession, group_name: str, operator_id: int) -> None:
@@ -80,6 +85,7 @@ async def remove_member(session: AsyncSession, group_name: str, operator_id: int
     await session.execute(
         delete(GroupMember).where(GroupMember.group_id == group.id, GroupMember.operator_id == operator_id)
     )
+    await announce_access_change(session, [operator_change(operator_id)])
 
 
 async def set_groups(session: AsyncSession, operator_id: int, names: list[str]) -> None:

@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.access.cache import announce_access_change, operator_change, session_change
 from envoi.access.models import Operator, OperatorSession
 from envoi.addresses import normalize_email
 from envoi.db.base import utcnow
@@ -37,7 +38,8 @@ def _login(email: str) -> str:
     return normalize_email(email).lower()
 
 
-def _digest(token: str) -> str:
+def session_hash(token: str) -> str:
+    """What is stored, cached and announced of a session token: never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -84,7 +86,8 @@ async def check_login(session: AsyncSession, login: str, password: str) -> Opera
 
 
 async def set_active(session: AsyncSession, operator: Operator, active: bool) -> None:
-    """Deactivated, an operator's sessions end: reactivating them later must not bring old sessions back."""
+    """Deactivated, an operator's sessions end: reactivating them later must not bring old sessions back. Every
+    process forgets their sessions and keys at commit."""
     operator.active = active
     if not active:
         await session.execute(
@@ -92,6 +95,7 @@ async def set_active(session: AsyncSession, operator: Operator, active: bool) ->
             .where(OperatorSession.operator_id == operator.id, OperatorSession.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+    await announce_access_change(session, [operator_change(operator.id)])
 
 
 async def open_session(session: AsyncSession, operator: Operator, lifetime: timedelta, kind: str) -> str:
@@ -99,24 +103,35 @@ async def open_session(session: AsyncSession, operator: Operator, lifetime: time
     now = utcnow()
     session.add(
         OperatorSession(
-            token_hash=_digest(token), kind=kind, operator_id=operator.id, created_at=now, expires_at=now + lifetime
+            token_hash=session_hash(token),
+            kind=kind,
+            operator_id=operator.id,
+            created_at=now,
+            expires_at=now + lifetime,
         )
     )
     await session.flush()
     return token
 
 
-async def check_session(session: AsyncSession, token: str, kind: str) -> int:
-    """The operator id behind a live session token."""
-    row = await session.scalar(select(OperatorSession).where(OperatorSession.token_hash == _digest(token)))
+async def live_session(session: AsyncSession, token: str, kind: str) -> OperatorSession:
+    """The session of a token that is neither expired nor logged off (its ``expires_at`` bounds any cache)."""
+    row = await session.scalar(select(OperatorSession).where(OperatorSession.token_hash == session_hash(token)))
     if row is None or row.kind != kind or row.revoked_at is not None or row.expires_at <= utcnow():
         raise Unauthorized("the session token is unknown, expired or logged off; log on again")
-    return row.operator_id
+    return row
+
+
+async def check_session(session: AsyncSession, token: str, kind: str) -> int:
+    """The operator id behind a live session token."""
+    return (await live_session(session, token, kind)).operator_id
 
 
 async def close_session(session: AsyncSession, token: str) -> None:
+    """Log off: every process stops accepting the token at commit."""
     await session.execute(
         update(OperatorSession)
-        .where(OperatorSession.token_hash == _digest(token), OperatorSession.revoked_at.is_(None))
+        .where(OperatorSession.token_hash == session_hash(token), OperatorSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    await announce_access_change(session, [session_change(session_hash(token))])

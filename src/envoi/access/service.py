@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.access.cache import announce_access_change, key_change
 from envoi.access.models import ApiKey
 from envoi.access.permissions import ALL, Permission
 from envoi.db.base import utcnow
@@ -50,11 +51,13 @@ async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
 
 
 async def revoke_api_key(session: AsyncSession, key_id: int) -> ApiKey:
+    """Every process refuses the key from the commit on (the API, the console and ``envoi apikey revoke``)."""
     key = await session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"API key {key_id} does not exist")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+    await announce_access_change(session, [key_change(key.key_hash)])
     return key
 
 

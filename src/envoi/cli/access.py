@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from envoi.access.cache import CACHE_SECONDS
 from envoi.access.groups import add_member
 from envoi.access.operators import create_operator, find_operator
 from envoi.access.permissions import Permission
@@ -71,8 +72,10 @@ def apikey_list() -> None:
 
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by envoi apikey list.")]) -> None:
-    in_transaction(load_settings(), lambda session: revoke_api_key(session, key_id))
-    console.print(f"API key {key_id} is revoked.")
+    settings = load_settings()
+    in_transaction(settings, lambda session: revoke_api_key(session, key_id))  # announced to running servers
+    when = f"within {CACHE_SECONDS:g} seconds" if settings.is_sqlite else "at once"
+    console.print(f"API key {key_id} is revoked: running servers refuse it {when}.")
 
 
 @operator_app.command("create")

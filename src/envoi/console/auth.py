@@ -12,7 +12,7 @@ import structlog
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
-from envoi.access.api import SESSION_COOKIE, forget_session
+from envoi.access.api import SESSION_COOKIE
 from envoi.access.operators import check_login, close_session, open_session
 from envoi.access.throttle import login_key, minutes_to_wait, record_attempt
 from envoi.console.forms import read_form
@@ -132,7 +132,6 @@ async def log_out(request: Request, viewer: LoggedIn) -> Response:
     runtime: Runtime = request.app.state.runtime
     async with runtime.transaction() as session:
         await close_session(session, viewer.session_token)
-    forget_session(request, viewer.session_token)
     log.info("console.logged_out", operator_id=viewer.operator.id)
     response = see_other(f"{LOGIN_PATH}?logged_out=1")
     response.delete_cookie(SESSION_COOKIE, path="/")

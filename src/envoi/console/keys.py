@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
-from envoi.access.api import forget_key
 from envoi.access.audit import audit
 from envoi.access.models import Operator
 from envoi.access.permissions import Permission
@@ -83,7 +82,6 @@ async def add_api_key(request: Request, viewer: CanManageOperators) -> Response:
 @router.post("/api-keys/{key_id}/revoke")
 async def revoke(request: Request, key_id: KeyId, viewer: CanManageOperators) -> Response:
     async with runtime_of(request).transaction() as session:
-        key = await revoke_api_key(session, key_id)
+        await revoke_api_key(session, key_id)
         audit(session, viewer.principal, "revoked", "api_key", key_id)
-    forget_key(request, key.key_hash)
     return see_other("/console/api-keys?done=revoked")

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from envoi.access import groups as group_service
-from envoi.access.api import forget_operator
 from envoi.access.audit import audit
 from envoi.access.models import ApiKey, GroupMember, Operator, SecurityGroup
 from envoi.access.operators import create_operator, set_active
@@ -137,7 +136,6 @@ async def change_groups(request: Request, operator_id: OperatorId, viewer: CanMa
             audit(session, viewer.principal, "changed", "operator", operator_id, {"groups": chosen})
     except ValidationFailed as error:
         return await _operator_page(request, operator_id, errors={"groups": error.message}, status=422)
-    forget_operator(request, operator_id)
     return see_other(f"/console/operators/{operator_id}?done=groups")
 
 
@@ -147,7 +145,6 @@ async def _set_active(request: Request, operator_id: int, viewer: Viewer, active
     async with runtime_of(request).transaction() as session:
         await set_active(session, await _operator(session, operator_id), active)
         audit(session, viewer.principal, "changed", "operator", operator_id, {"active": active})
-    forget_operator(request, operator_id)  # their keys and sessions stop working in this process at once
     return see_other(f"/console/operators/{operator_id}?done={'activated' if active else 'deactivated'}")
 
 

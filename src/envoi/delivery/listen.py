@@ -1,34 +1,13 @@
-"""PostgreSQL LISTEN: ring the worker's doorbell when another process commits new events."""
+"""The worker's doorbell on PostgreSQL: rung by each NOTIFY of new events, heard on the process's one listening
+connection (envoi.db.listen), and rung after each reconnection for whatever arrived while it was away."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-import psycopg
-import structlog
-
+from envoi.db.listen import Listener, libpq_url
 from envoi.db.notify import CHANNEL, Wakeup
 
-log = structlog.get_logger(__name__)
+__all__ = ["libpq_url", "ring_on_new_events"]
 
 
-def libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-async def listen_for_events(url: str, wakeup: Wakeup, stop: asyncio.Event) -> None:
-    """Reconnects on its own; the worker's poll interval covers any gap."""
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                log.info("worker.listening", channel=CHANNEL)
-                async for _notice in conn.notifies():
-                    wakeup.ring()
-                    if stop.is_set():
-                        break
-        except Exception as error:  # a restart, a lost connection, anything: listen again, never stop
-            log.warning("worker.listen_failed", error=str(error))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5.0)
+def ring_on_new_events(listener: Listener, wakeup: Wakeup) -> None:
+    listener.on(CHANNEL, lambda _payload: wakeup.ring(), wakeup.ring)

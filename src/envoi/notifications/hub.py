@@ -1,8 +1,9 @@
 """Waking the open streams of the operators whose notifications changed, in every process.
 
 Writers call ``announce`` in their transaction. At commit, this process's hub wakes the streams at once (an
-engine event), and on PostgreSQL a NOTIFY reaches the one listening connection of every other process. On
-SQLite, where no NOTIFY exists, each process looks for new rows once a second (another process, such as
+engine event), and on PostgreSQL a NOTIFY reaches the one listening connection of every other process (see
+``hear_notifications``: envoi.db.listen's connection, shared with the doorbell, the access cache, the providers).
+On SQLite, where no NOTIFY exists, each process looks for new rows once a second (another process, such as
 ``envoi notify``, may write to the same file). A woken stream reads what is new itself: wake-ups carry no data,
 so a lost or repeated one costs a query, never a notification.
 """
@@ -11,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import psycopg
 import structlog
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from envoi.delivery.listen import libpq_url
+from envoi.db.listen import Listener
 from envoi.notifications.models import Notification
 
 log = structlog.get_logger(__name__)
@@ -141,6 +141,12 @@ class NotificationHub:
             loop.call_soon_threadsafe(self.close)
 
 
+def hear_notifications(listener: Listener, hub: NotificationHub) -> None:
+    """PostgreSQL: wake the streams of the operators another process notified; after a reconnection, all of them
+    (whatever was announced while nobody listened)."""
+    listener.on(CHANNEL, lambda payload: hub.wake(int(v) for v in payload.split(",") if v.isdigit()), hub.wake_all)
+
+
 async def follow_notifications(
     hub: NotificationHub,
     url: str,
@@ -148,32 +154,10 @@ async def follow_notifications(
     poll_seconds: float,
     stop: asyncio.Event,
 ) -> None:
-    """Wake this process's streams for notifications written by other processes, until ``stop``."""
-    if url.startswith("postgresql"):
-        await _listen(hub, url, stop)
-    else:
+    """SQLite: wake this process's streams for notifications written by other processes, until ``stop``. On
+    PostgreSQL there is nothing to do here: the process's listener does it (``hear_notifications``)."""
+    if not url.startswith("postgresql"):
         await _poll(hub, sessionmaker, poll_seconds, stop)
-
-
-async def _listen(hub: NotificationHub, url: str, stop: asyncio.Event) -> None:
-    """One connection per process, whatever the number of streams; reconnects on its own."""
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                hub.wake_all()  # whatever was announced while we were not listening
-                async for notice in _notices(conn, stop):
-                    hub.wake(int(value) for value in notice.split(",") if value.isdigit())
-        except Exception as error:  # a restart, a lost connection, anything: listen again, never stop
-            log.warning("notifications.listen_failed", error=str(error))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2.0)
-
-
-async def _notices(conn: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> AsyncIterator[str]:
-    while not stop.is_set():
-        async for notice in conn.notifies(timeout=1.0):
-            yield notice.payload
 
 
 async def _poll(

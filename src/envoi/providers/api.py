@@ -13,6 +13,7 @@ from envoi.access.audit import audit
 from envoi.errors import Forbidden, NotFound
 from envoi.providers.config import ProviderConfig
 from envoi.providers.kinds import KINDS
+from envoi.providers.routing import announce_providers_changed
 from envoi.providers.service import all_providers, create_provider, delete_provider, find_provider, update_provider
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
@@ -111,6 +112,7 @@ async def add_provider(body: ProviderIn, runtime: RuntimeDep, who: CanManageDeli
             session, runtime.providers.static, body.name, body.kind, body.role, body.settings
         )
         audit(session, who, "created", "provider", body.name, {"kind": body.kind, "role": body.role})
+        await announce_providers_changed(session)  # the other processes read them again at commit
     await runtime.providers.refresh(force=True)
     return _out(config)
 
@@ -124,6 +126,7 @@ async def change_provider(
         config = await update_provider(session, runtime.providers.static, name, changes)
         shown = {"role": changes["role"]} if "role" in changes else {}  # never the settings: they hold secrets
         audit(session, who, "changed", "provider", name, shown | {"fields": sorted(changes.get("settings") or {})})
+        await announce_providers_changed(session)
     await runtime.providers.refresh(force=True)
     return _out(config)
 
@@ -133,6 +136,7 @@ async def remove_provider(name: Name, runtime: RuntimeDep, who: CanManageDeliver
     async with runtime.transaction() as session:
         await delete_provider(session, runtime.providers.static, name)
         audit(session, who, "deleted", "provider", name)
+        await announce_providers_changed(session)
     await runtime.providers.refresh(force=True)
     return Response(status_code=204)
 

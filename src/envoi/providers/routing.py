@@ -1,9 +1,11 @@
 """Which provider sends what: per slot (a channel, or a push platform) the default provider, and the backup that
 takes over while the default keeps failing (failover); the outbox where nothing is configured.
 
-The set of providers is read again from the database every few seconds while messages go out, so a provider
-added, changed or removed through the API reaches every process without a restart. A replaced provider's
-channel is closed once the sends it has in hand are done.
+A provider added, changed or removed through the API reaches every process without a restart: the change is
+announced in its transaction (``announce_providers_changed``), and on PostgreSQL each process's listener reads
+them again at once (``hear_provider_changes``). The revision is also polled every ``providers_refresh_seconds``
+while messages go out: the fallback on SQLite, and for a NOTIFY lost while a listener reconnected. A replaced
+provider's channel is closed once the sends it has in hand are done.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.channels.base import Channel, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.outbox import OutboxChannel
 from envoi.channels.push import PushMessage
+from envoi.db.listen import Listener
 from envoi.db.outage import store_unavailable
 from envoi.delivery.receipts import ReceiptRecorder
 from envoi.providers.config import (
@@ -35,6 +38,7 @@ from envoi.providers.models import Provider
 from envoi.settings import Settings
 
 log = structlog.get_logger(__name__)
+CHANNEL = "envoi_providers"
 REFUSED_BATCH = 20  # a batch at least this large whose every address is refused points at the provider
 
 
@@ -227,6 +231,17 @@ class ProviderSet:
         for live in [*self.live.values(), self.outbox]:
             await live.aclose()
         self.live = {}
+
+
+async def announce_providers_changed(session: AsyncSession) -> None:
+    """Once the caller's transaction commits (and only then), every process reads the providers again."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+def hear_provider_changes(listener: Listener, providers: ProviderSet) -> None:
+    """PostgreSQL: read the providers again when another process changed them, and after each reconnection."""
+    listener.on(CHANNEL, lambda _payload: providers.refresh(force=True), lambda: providers.refresh(force=True))
 
 
 def stored_configs(rows: Sequence[Provider]) -> list[ProviderConfig]:
