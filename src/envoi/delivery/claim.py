@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, text, update
+from sqlalchemy import CompoundSelect, Select, Update, case, func, literal, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.db.base import UTCDateTime
-from envoi.events.models import Event, EventStatus
+from envoi.events.models import Event, EventMode, EventStatus
 
-# Written out, not bound: the planner must see the partial index's own predicate to use ix_events_claim.
+# Written out, not bound: the planner must see a partial index's own predicate to use it (SQLite wants it word
+# for word: CLAIMABLE for ix_events_claim, _LEASED for ix_events_leases).
 CLAIMABLE = text(f"events.status IN ({EventStatus.PENDING.value}, {EventStatus.PROCESSING.value})")
+PENDING = text(f"events.status = {EventStatus.PENDING.value}")
+_LEASED = text(f"events.status = {EventStatus.PROCESSING.value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +67,34 @@ _COLUMNS = (
 async def claim_batch(
     session: AsyncSession, *, owner: str, size: int, lease_seconds: float, now: datetime
 ) -> list[ClaimedEvent]:
-    """Take up to ``size`` due events, real-time first. A PROCESSING event is due once its lease ran out:
-    the lease end is stored in ``next_attempt_at``, so one index serves new, retried and abandoned work."""
-    due = (
-        select(Event.id)
-        .where(CLAIMABLE, Event.next_attempt_at <= now)
-        .order_by(Event.mode, Event.next_attempt_at)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-    )
-    claim = (
+    """Take up to ``size`` due events: a dead worker's first (PROCESSING, its lease ran out: the lease end is
+    stored in ``next_attempt_at``), then new and retried ones, real-time before batch before marketing."""
+    rows = (await session.execute(claim_statement(owner=owner, size=size, lease_seconds=lease_seconds, now=now))).all()
+    return sorted((ClaimedEvent(*row) for row in rows), key=lambda e: e.id)
+
+
+def claim_order(size: int, now: datetime) -> CompoundSelect[int]:
+    """The ids to claim, in priority order. One range of an index per part, each stopping at ``size``, and the
+    parts read one after the other until ``size`` are found: a claim reads about ``size`` index entries however
+    many events wait, and events scheduled for later in one mode never hold up the due ones of the next."""
+
+    def first(query: Select[int]) -> Select[int]:
+        part = query.order_by(Event.next_attempt_at).limit(size).with_for_update(skip_locked=True).subquery()
+        return select(part.c.id)
+
+    expired = first(select(Event.id).where(_LEASED, Event.next_attempt_at <= now))
+    pending = [
+        first(select(Event.id).where(CLAIMABLE, PENDING, Event.mode == mode, Event.next_attempt_at <= now))
+        for mode in EventMode
+    ]
+    return union_all(expired, *pending).limit(size)
+
+
+def claim_statement(*, owner: str, size: int, lease_seconds: float, now: datetime) -> Update:
+    """The claim, one statement: its plan is what tests/db/test_claim_scale.py reads."""
+    return (
         update(Event)
-        .where(Event.id.in_(due.scalar_subquery()))
+        .where(Event.id.in_(claim_order(size, now)))
         .values(
             status=EventStatus.PROCESSING,
             # A lease that ran out means a worker died or failed on this batch: it counts as an attempt,
@@ -93,5 +112,3 @@ async def claim_batch(
         .returning(*_COLUMNS)
         .execution_options(synchronize_session=False)
     )
-    rows = (await session.execute(claim)).all()
-    return sorted((ClaimedEvent(*row) for row in rows), key=lambda e: e.id)

@@ -122,7 +122,7 @@ async def push_event(request: Request) -> Response:
     key_id = who.key_id
     runtime: Runtime = request.app.state.runtime
     await runtime.admission.check_queue()
-    runtime.admission.take(who, 1)
+    await runtime.admission.take(who, 1)
     event = _parse(EventIn, await request.body())
     idempotency_key = request.headers.get("idempotency-key")
     headers = {}
@@ -177,7 +177,7 @@ async def push_events(request: Request) -> Response:
     except ValidationError:
         items = _batch_items(body, limit)  # the slow path, which names every bad item by its index
     _check_size(len(items), limit)
-    runtime.admission.take(who, len(items))
+    await runtime.admission.take(who, len(items))
     async with runtime.transaction() as session:
         ids = await service.ingest_batch(session, items, api_key_id=key_id, region=runtime.settings.default_region)
     runtime.wakeup.ring()

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, SmallInteger, String, Text, false, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, SmallInteger, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envoi.db.base import Base, BigId, Json, UTCDateTime, utcnow
@@ -116,6 +116,13 @@ class Event(Base):
             postgresql_where=text("status IN (0, 1)"),
             sqlite_where=text("status IN (0, 1)"),
         ),
+        # Abandoned work: a dead worker's events, found by the end of their lease before any new event.
+        Index(
+            "ix_events_leases",
+            "next_attempt_at",
+            postgresql_where=text("status = 1"),
+            sqlite_where=text("status = 1"),
+        ),
         Index(
             "ix_events_paused",
             "template_id",
@@ -152,3 +159,17 @@ class EventStatusChange(Base):
     # Indexed for the failure-rate check, which reads the last minutes of the timeline (appends only: cheap).
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RateBucket(Base):
+    """One caller's token bucket for ingestion (ENVOI_INGEST_RATE_PER_KEY), shared by every API process.
+
+    A bucket that has filled up again says nothing a missing one would not, so the purge deletes those."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True, doc="'key <id>' or 'operator <id>'.")
+    tokens: Mapped[float] = mapped_column(Float, doc="Below zero after a batch larger than the burst: a debt.")
+    # Seconds since the epoch by the database's clock, never the process's: API processes on several machines
+    # refill one bucket, and their clocks need not agree.
+    counted_at: Mapped[float] = mapped_column(Float)

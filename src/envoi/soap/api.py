@@ -99,13 +99,13 @@ async def _dispatch(request: Request, runtime: Runtime) -> Response:
     await runtime.admission.check_queue()
     if method == "PushEvent":
         event = _single_event(operation)
-        runtime.admission.take(caller, 1)
+        await runtime.admission.take(caller, 1)
         event_id = await runtime.ingest.submit(event, caller.key_id)
         return Response(
             envelope.response(namespace, "PushEvent", [("plId", "xsd:long", str(event_id))]), media_type=_XML
         )
     events = _event_collection(operation)
-    runtime.admission.take(caller, len(events))
+    await runtime.admission.take(caller, len(events))
     region = runtime.settings.default_region
     async with runtime.transaction() as session:
         ids = await ingest_batch(session, list(events), api_key_id=caller.key_id, region=region)

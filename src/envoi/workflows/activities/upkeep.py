@@ -12,6 +12,7 @@ from envoi.bounces.models import Bounce
 from envoi.channels.outbox import OutboxMessage
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.events.rate_buckets import RateBuckets
 from envoi.notifications.models import Notification
 from envoi.reports.models import QueueSample
 from envoi.webhooks.models import CallStatus, WebhookAttempt, WebhookCall
@@ -32,8 +33,8 @@ class PurgeActivity(Activity[PurgeSettings]):
     settings_model = PurgeSettings
     description = (
         "Deletes ended events (with their messages and timeline), captured outbox messages, queue depth samples, "
-        "bounce reports, workflow runs and notifications older than the retention settings (ENVOI_RETENTION_*), and "
-        "webhook calls and attempts older than 7 days."
+        "bounce reports, workflow runs and notifications older than the retention settings (ENVOI_RETENTION_*), "
+        "webhook calls and attempts older than 7 days, and the rate limits' buckets that have filled up again."
     )
 
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
@@ -69,6 +70,7 @@ class PurgeActivity(Activity[PurgeSettings]):
         )
         notices_before = context.now - timedelta(days=retention.retention_notifications_days)
         notices = await _deleted(session, delete(Notification).where(Notification.created_at < notices_before))
+        await session.execute(RateBuckets.of(retention).stale())  # a full bucket is as good as none
         week = context.now - WEBHOOK_ATTEMPTS_KEPT
         await session.execute(delete(WebhookAttempt).where(WebhookAttempt.at < week))
         await session.execute(
