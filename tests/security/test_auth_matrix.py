@@ -36,6 +36,7 @@ SIGNED = "the token in its address is signed with the tracking secret; a forged 
 PUBLIC: dict[tuple[str, str], tuple[str, int]] = {  # route -> (why anyone may call it, its answer to a stranger)
     ("GET", "/"): ("where things are (name, version, links); a browser is sent on to the console", 200),
     ("GET", "/healthz"): ("for load balancers: 'ok' and the version, nothing read from the data", 200),
+    ("GET", "/readyz"): ("for load balancers: ready or why not (schema revision, shutdown), no data", 200),
     ("GET", "/openapi.json"): ("the API's description, the same for everyone; it holds no data", 200),
     ("GET", "/docs"): ("the API's description, rendered", 200),
     ("GET", "/docs/oauth2-redirect"): ("a static page of the rendered description", 200),
