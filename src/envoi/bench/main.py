@@ -16,6 +16,8 @@ from envoi.bench.chaos_report import summary
 from envoi.bench.chaos_report import table as chaos_table
 from envoi.bench.report import record, table, write
 from envoi.bench.runner import FULL, QUICK, Run
+from envoi.bench.scaling import SCALING_FULL, SCALING_QUICK, ScalingRun
+from envoi.bench.scaling_report import cpu_table, derive, explanation, throughput_table
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -78,3 +80,47 @@ def run_chaos(*, quick: bool, out: Path | None, pg_admin_url: str, console: Cons
     if not figures["passed"]:
         console.print(f"[red]Broken: {summary(figures)}[/]")
         raise SystemExit(1)
+
+
+def parse_worker_counts(text: str) -> list[int]:
+    """``1,2,4`` -> [1, 2, 4]; one worker is measured too when missing, as the ratios are against it."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--workers takes counts separated by commas, such as 1,2,4: not {text!r}") from None
+    if not counts or any(c < 1 or c > 32 for c in counts):
+        raise SystemExit(f"--workers: each count must be between 1 and 32, got {text!r}")
+    return sorted(set(counts) | {1})
+
+
+def run_scaling(
+    *, quick: bool, counts: list[int], out: Path | None, pg_admin_url: str, profile_dir: Path | None, console: Console
+) -> dict[str, Any]:
+    """End-to-end throughput on PostgreSQL per number of ``envoi worker`` processes, with CPU per process kind."""
+    sizes = SCALING_QUICK if quick else SCALING_FULL
+    with (
+        tempfile.TemporaryDirectory(prefix="envoi-scaling-") as tmp,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        run = ScalingRun(sizes, counts, Path(tmp), pg_admin_url, progress, profile_dir)
+        figures = asyncio.run(run.run())
+    derive(figures)
+    wide = Console(width=max(console.width, 150))  # the tables are unreadable folded to 80
+    wide.print(throughput_table(figures))
+    wide.print(cpu_table(figures))
+    for line in explanation(figures):
+        wide.print(line, highlight=False)
+    mode = "workers-quick" if quick else "workers"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    path = out or Path("benchmarks/results") / f"{stamp}-postgresql-{mode}.json"
+    write(path, record({"postgresql": figures}, mode=mode))
+    console.print(f"Wrote {path}")
+    if profile_dir is not None:
+        console.print(f"Worker profiles (cProfile) in {profile_dir}: python -m pstats <file>, then sort cumtime")
+    return figures

@@ -16,13 +16,15 @@ from envoi.app import create_app
 from envoi.bounces.service import load_signing_secret
 from envoi.cli.common import console, load_settings, misconfigured, open_runtime
 from envoi.db.engine import create_engine, create_sessionmaker
+from envoi.db.listen import Listener
 from envoi.db.migrate import pending_migrations, upgrade_database
-from envoi.delivery.listen import listen_for_events
+from envoi.delivery.listen import ring_on_new_events
 from envoi.delivery.worker import Worker
 from envoi.demo import load_demo_data
 from envoi.notifications.failures import watch_failure_rates
 from envoi.observability.metrics import collect_across_processes
 from envoi.providers.config import ProviderConfigError, static_providers
+from envoi.providers.routing import hear_provider_changes
 from envoi.reports.watch import watch_queue
 from envoi.server import serve as serve_app
 from envoi.settings import Settings
@@ -74,6 +76,10 @@ def serve(
     except ProviderConfigError as error:
         raise misconfigured(error) from None
     api_key = asyncio.run(_prepare(settings))
+    # With demo data (the quick start), the key is shown to try the API at once; a production host
+    # (ENVOI_LOAD_DEMO_DATA=false) keeps it out of its logs: it is in the file, readable by its owner only.
+    key_file = settings.data_dir / "api-key"
+    shown_key = api_key if settings.load_demo_data else f"$(cat {key_file})"
     url = f"http://{host}:{port}"
     if "public_url" not in settings.model_fields_set:  # links in emails must reach this server, not the default port
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a comparison)
@@ -81,19 +87,19 @@ def serve(
     database = "SQLite " + str(settings.data_dir / "envoi.db") if not settings.database_url else "your database"
     email = f"provider {providers['email']!r}" if "email" in providers else "the built-in outbox (GET /api/v1/outbox)"
     example = (
-        f"curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
+        f"curl -X POST {url}/api/v1/events -H 'Authorization: Bearer {shown_key}' -H 'Content-Type: application/json' "
         """-d '{"type": "password_reset", "email": "ada@example.com", """
         """"ctx": {"firstName": "Ada", "resetUrl": "https://example.com/r/1"}}'"""
     )
     for line in (
         f"[bold]Envoi[/] is running at {url}  (API docs: {url}/docs)",
-        f"API key: [bold green]{api_key}[/]",
+        f"API key: [bold green]{api_key}[/]" if settings.load_demo_data else f"API key: in {key_file}",
         f"Database: {database}. Emails go to {email}.",
         f"Worker: {'on' if worker else 'off (run envoi worker)'}. Links in emails lead to {settings.public_url} "
         "(ENVOI_PUBLIC_URL).",
         f"Console: {url}/console/  (an administrator to log in as: echo 'a long password' | "
         "envoi operator create --email you@example.com --name You --group administrators)",
-        f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {api_key}'",
+        f"Try it:\n  {example}\n  curl {url}/api/v1/outbox -H 'Authorization: Bearer {shown_key}'",
         *_bounce_lines(settings),
     ):
         console.print(line, soft_wrap=True, highlight=False)
@@ -135,9 +141,11 @@ async def _run_worker(settings: Settings) -> None:
         await load_signing_secret(runtime.sessionmaker, settings)  # emails get their VERP return path
         worker = Worker(settings, runtime.sessionmaker, runtime.channels, runtime.outbound, runtime.wakeup)
         listener = None
-        if not settings.is_sqlite:
-            url = settings.resolved_database_url()
-            listener = asyncio.create_task(listen_for_events(url, runtime.wakeup, stop))
+        if not settings.is_sqlite:  # one LISTEN connection: new events, and providers changed over the API
+            listening = Listener(settings.resolved_direct_url())
+            ring_on_new_events(listening, runtime.wakeup)
+            hear_provider_changes(listening, runtime.providers)
+            listener = asyncio.create_task(listening.run(stop))
         alerts = asyncio.create_task(watch_failure_rates(settings, runtime.sessionmaker, stop))
         watching = asyncio.create_task(watch_queue(settings, runtime.sessionmaker, stop))
         webhooks = asyncio.create_task(WebhookSender(settings, runtime.sessionmaker).run(stop))
@@ -187,14 +195,42 @@ def bench(
     backend: Annotated[
         list[str] | None, typer.Option(help="sqlite or postgresql; repeat for both (the default).")
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            help="Instead: end-to-end throughput on PostgreSQL per number of worker processes, e.g. 1,2,4, "
+            "with CPU per process kind.",
+        ),
+    ] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="ENVOI_BENCH_PROFILE",
+            help="With --workers: profile one worker per count (cProfile) into this folder.",
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of benchmarks/results/.")] = None,
     pg_url: Annotated[
         str, typer.Option(envvar="ENVOI_BENCH_PG_URL", help="A PostgreSQL database to create the bench database from.")
     ] = "postgresql://postgres@127.0.0.1:5432/test",
 ) -> None:
     """Measure Envoi against this machine's own limits (raw inserts, raw SMTP) on SQLite and PostgreSQL."""
-    from envoi.bench.main import run_bench, run_chaos
+    from envoi.bench.main import parse_worker_counts, run_bench, run_chaos, run_scaling
 
+    if workers is not None:
+        if chaos or (backend and backend != ["postgresql"]):
+            console.print("[red]--workers runs alone, on PostgreSQL: several worker processes share its queue.[/]")
+            raise typer.Exit(2)
+        run_scaling(
+            quick=quick,
+            counts=parse_worker_counts(workers),
+            out=out,
+            pg_admin_url=pg_url,
+            profile_dir=profile,
+            console=console,
+        )
+        return
     if chaos:
         if backend and backend != ["postgresql"]:
             console.print("[red]The chaos run needs PostgreSQL: several worker processes share its queue.[/]")

@@ -38,7 +38,7 @@ from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.marketing import MarketingContext, delivery_variables, finish_marketing_email, load_marketing
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
-from envoi.delivery.recording import announced, recheck_paused, release_lease
+from envoi.delivery.recording import announced, recheck_paused, still_ours
 from envoi.delivery.retry import retry_delay
 from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
 from envoi.outbound import OutboundClient
@@ -304,7 +304,7 @@ class DeliveryPipeline:
         """Every status, message and quarantine entry of the batch, in the caller's one transaction.
         Only events whose lease we still hold are recorded; returns how many that was. ``now`` is when sending
         ended (the messages' sent_at, the final statuses' ended_at), ``send_started`` when it began."""
-        owned = await release_lease(session, owner, [d.event.id for d in decisions])
+        owned = await still_ours(session, owner, [d.event.id for d in decisions])
         decisions = [d for d in decisions if d.event.id in owned]
         if not decisions:
             return 0
@@ -317,6 +317,7 @@ class DeliveryPipeline:
             event_rows.append(
                 {
                     "_id": e.id,
+                    "lease_owner": None,  # the lease ends with the batch's record
                     "status": d.status,
                     "updated_at": now,
                     "next_attempt_at": d.next_attempt_at or now,
