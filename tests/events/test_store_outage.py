@@ -178,6 +178,7 @@ def wait_for_postgresql(timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.serial  # it restarts the shared PostgreSQL: whatever ran beside it would fail
 def test_postgresql_restart_mid_run(tmp_path: Path, migrated_templates: dict[str, str]) -> None:
     async def restart(_answers: Answers) -> None:
         await asyncio.sleep(2)  # a steady flow first, and events being sent when the server goes
