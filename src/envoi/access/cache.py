@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from envoi.access.permissions import Principal
 from envoi.db.base import utcnow
 from envoi.db.listen import Listener
+from envoi.db.notify import announce_at_commit, on_commit
 
 CHANNEL = "envoi_access"
 CACHE_SECONDS = 10.0  # the longest a cached Principal is trusted without a database read (see the module's doc)
 _LIMIT = 10_000  # callers choose the keys: the cache must not grow without end
 _PENDING = "envoi.access_changes"  # in the connection's info until its transaction ends
-_PAYLOAD_LIMIT = 7000  # NOTIFY payloads stop at 8000 bytes
 EVERYTHING = "all"
 
 # The caches to empty at each engine's commits: several applications may share one engine (tests do).
@@ -54,30 +52,8 @@ def operator_change(operator_id: int) -> str:
 
 async def announce_access_change(session: AsyncSession, changes: Iterable[str]) -> None:
     """Once the caller's transaction commits (and only then), every process forgets these credentials."""
-    found = sorted(set(changes))
-    if not found:
-        return
-    connection = await session.connection()
-    connection.info.setdefault(_PENDING, set()).update(found)
-    if connection.dialect.name == "postgresql":
-        for payload in _payloads(found):
-            await session.execute(text("SELECT pg_notify(:channel, :data)"), {"channel": CHANNEL, "data": payload})
-
-
-def _payloads(changes: list[str]) -> Iterator[str]:
-    if EVERYTHING in changes:
-        yield EVERYTHING
-        return
-    chunk: list[str] = []
-    size = 0
-    for change in changes:
-        if chunk and size + len(change) + 1 > _PAYLOAD_LIMIT:
-            yield ",".join(chunk)
-            chunk, size = [], 0
-        chunk.append(change)
-        size += len(change) + 1
-    if chunk:
-        yield ",".join(chunk)
+    found = set(changes)
+    await announce_at_commit(session, CHANNEL, _PENDING, {EVERYTHING} if EVERYTHING in found else sorted(found))
 
 
 class AccessCache:
@@ -154,19 +130,11 @@ class AccessCache:
 
 
 def _listen_for_commits(engine: Engine, caches: weakref.WeakSet[AccessCache]) -> None:
-    def committed(connection: Any) -> None:
-        changes = connection.info.pop(_PENDING, None)
-        if changes:
-            for cache in list(caches):
-                cache.forget(changes)
+    def committed(changes: set[str]) -> None:
+        for cache in list(caches):
+            cache.forget(changes)
 
-    def rolled_back(connection: Any) -> None:
-        # A connection the database dropped has no info to read (see notifications/hub.py).
-        if not connection.invalidated:
-            connection.info.pop(_PENDING, None)
-
-    event.listen(engine, "commit", committed)
-    event.listen(engine, "rollback", rolled_back)
+    on_commit(engine, _PENDING, committed)
 
 
 def hear_access_changes(listener: Listener, cache: AccessCache) -> None:

@@ -116,6 +116,17 @@ class OutageLog:
 outages = OutageLog()  # the process's own: requests, the ingestion group, SOAP
 
 
+def group_failure(error: Exception, *, where: str, message: str, **context: object) -> StoreUnavailable:
+    """What to answer each request of a group whose shared transaction failed with ``error``: the outage's 503, or,
+    for a bug, a 503 all the same (the clients may retry) after logging its traceback."""
+    failure = store_unavailable(error)
+    if failure is not None:
+        outages.refused(where, failure)
+        return failure
+    log.exception(f"{where}.group_failed", **context)
+    return StoreUnavailable(message, retry_after=1)
+
+
 async def retry_while_unavailable(attempt: Callable[[], Awaitable[T]], *, within: float, what: str) -> T:
     """``attempt()`` again, backing off, for as long as the database is unavailable and ``within`` seconds have
     not passed; any other error, or the last one, is raised. For work already done outside the database (a batch

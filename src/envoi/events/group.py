@@ -7,16 +7,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.db.notify import Wakeup
-from envoi.db.outage import outages, store_unavailable
-from envoi.errors import EnvoiError, StoreUnavailable
+from envoi.db.outage import group_failure
+from envoi.errors import EnvoiError
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_many
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -69,12 +66,9 @@ class IngestGroup:
             async with self._sessionmaker.begin() as session:
                 results = await ingest_many(session, [(p.event, p.api_key_id) for p in group], region=self._region)
         except Exception as error:
-            failure = store_unavailable(error)
-            if failure is not None:
-                outages.refused("ingest", failure)
-            else:  # a bug, not an outage: its traceback is wanted, and the clients may still retry
-                log.exception("ingest.group_failed", events=len(group))
-                failure = StoreUnavailable("The events could not be stored; try again.", retry_after=1)
+            failure = group_failure(
+                error, where="ingest", message="The events could not be stored; try again.", events=len(group)
+            )
             for pending in group:
                 if not pending.future.done():
                     pending.future.set_exception(failure)

@@ -12,19 +12,15 @@ import asyncio
 import itertools
 from dataclasses import dataclass
 
-import structlog
 from sqlalchemy import ColumnElement, Delete, Float, cast, delete, extract, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from envoi.db.outage import outages, store_unavailable
-from envoi.errors import StoreUnavailable
+from envoi.db.outage import group_failure
 from envoi.events.models import RateBucket
 from envoi.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 
 def bucket_size(settings: Settings) -> float:
@@ -148,12 +144,9 @@ class TakeGroup:
                 pending.future.cancel()
             raise
         except Exception as error:
-            failure = store_unavailable(error)
-            if failure is not None:
-                outages.refused("rate_limit", failure)
-            else:  # a bug, not an outage: its traceback is wanted, and the clients may still retry
-                log.exception("ingest.rate_limit_failed", requests=len(group))
-                failure = StoreUnavailable("The request could not be admitted; try again.", retry_after=1)
+            failure = group_failure(
+                error, where="rate_limit", message="The request could not be admitted; try again.", requests=len(group)
+            )
             for pending in group:
                 if not pending.future.done():
                     pending.future.set_exception(failure)

@@ -13,45 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import structlog
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from envoi.db.listen import Listener
+from envoi.db.notify import announce_at_commit, on_commit
 from envoi.notifications.models import Notification
 
 log = structlog.get_logger(__name__)
 
 CHANNEL = "envoi_notifications"
 _PENDING = "envoi.notified_operators"  # in the connection's info until its transaction ends
-_PAYLOAD_LIMIT = 7000  # NOTIFY payloads stop at 8000 bytes
 
 
 async def announce(session: AsyncSession, operator_ids: Iterable[int]) -> None:
     """Once the caller's transaction commits (and only then), wake these operators' streams everywhere."""
-    ids = sorted(set(operator_ids))
-    if not ids:
-        return
-    connection = await session.connection()
-    connection.info.setdefault(_PENDING, set()).update(ids)
-    if connection.dialect.name == "postgresql":
-        for payload in _payloads(ids):
-            await session.execute(text("SELECT pg_notify(:channel, :data)"), {"channel": CHANNEL, "data": payload})
-
-
-def _payloads(ids: list[int]) -> Iterator[str]:
-    chunk: list[str] = []
-    size = 0
-    for value in map(str, ids):
-        if chunk and size + len(value) + 1 > _PAYLOAD_LIMIT:
-            yield ",".join(chunk)
-            chunk, size = [], 0
-        chunk.append(value)
-        size += len(value) + 1
-    if chunk:
-        yield ",".join(chunk)
+    await announce_at_commit(session, CHANNEL, _PENDING, sorted(set(operator_ids)))
 
 
 class Subscription:
@@ -85,18 +64,7 @@ class NotificationHub:
 
     def watch(self, engine: AsyncEngine) -> None:
         """Wake this process's streams when one of its own transactions commits what ``announce`` recorded."""
-
-        def committed(connection: Any) -> None:
-            self.wake(connection.info.pop(_PENDING, ()))
-
-        def rolled_back(connection: Any) -> None:
-            # A connection the database dropped has no info to read (SQLAlchemy raises, and the rollback that
-            # returns it to the pool would end there); its info is cleared when it reconnects.
-            if not connection.invalidated:
-                connection.info.pop(_PENDING, None)
-
-        event.listen(engine.sync_engine, "commit", committed)
-        event.listen(engine.sync_engine, "rollback", rolled_back)
+        on_commit(engine.sync_engine, _PENDING, self.wake)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
