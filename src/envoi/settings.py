@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long requests in flight and the batches in hand get to finish; a batch still "
         "unfinished then goes back to the queue. Keep it under your supervisor's kill timeout (Kubernetes: 30 s).",
     )
+    shutdown_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long envoi serve goes on serving while /readyz answers 503, so that a load "
+        "balancer stops sending it requests before it stops accepting them; then the grace period begins. A second "
+        "SIGTERM ends the wait. 0: stop accepting at once.",
+    )
 
     retry_max_attempts: int = Field(
         12, ge=1, description="Sending attempts before an event is too_old (12: about 7 hours of retrying)."

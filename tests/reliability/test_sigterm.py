@@ -247,3 +247,37 @@ async def test_worker_process_returns_its_batch_and_exits_within_its_grace(
     statuses = await _statuses(runtime)
     assert all(status == EventStatus.PENDING and owner is None for status, owner in statuses.values()), statuses
     assert "worker.batch_returned" in worker.log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relay", [0.0], indirect=True)
+async def test_serve_drains_behind_a_load_balancer_before_it_stops_accepting(
+    database_url: str, runtime: Runtime, relay: Relay, tmp_path: Path
+) -> None:
+    """ENVOI_SHUTDOWN_DRAIN_SECONDS: after SIGTERM /readyz says 503 while everything else is served as before, so
+    a balancer takes the process out of rotation before connections are refused; then the usual stop."""
+    serve = Envoi(["serve"], database_url, tmp_path, relay, ENVOI_SHUTDOWN_DRAIN_SECONDS="4")
+    try:
+        key = serve.key()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{serve.port}", timeout=30) as client:
+            client.headers["Authorization"] = f"Bearer {key}"
+            assert (await client.get("/readyz")).status_code == 200
+            serve.terminate()
+            for _ in range(100):  # the signal is handled between two steps of the loop: soon, not at once
+                ready = await client.get("/readyz")
+                if ready.status_code == 503:
+                    break
+                await asyncio.sleep(0.02)
+            assert ready.status_code == 503 and ready.json()["status"] == "shutting down", ready.text
+            during = await client.post("/api/v1/events/batch", json={"events": _events(3, "draining")})
+            assert during.status_code == 202, during.text  # still served: the balancer may not have looked yet
+            assert serve.process.poll() is None
+        refused = await _refused(serve.port)
+        code = serve.exit_code()
+    finally:
+        serve.kill()
+
+    assert refused, "connections were never refused after the drain"
+    assert code in DONE, serve.log.read_text()[-3000:]
+    statuses = await _statuses(runtime)
+    assert set(during.json()["ids"]) <= statuses.keys()

@@ -110,6 +110,7 @@ def serve(
             port=port,
             log_level="warning",
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # the worker's, too
+            drain_seconds=settings.shutdown_drain_seconds,
         )
 
 

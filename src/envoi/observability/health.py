@@ -107,7 +107,8 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready for traffic: the database answers, its schema is current, and the process is not shutting down."""
     body: dict[str, object] = {"version": __version__}
     stopping: asyncio.Event | None = getattr(request.app.state, "stopping", None)
-    if stopping is not None and stopping.is_set():  # set at SIGTERM: the load balancer stops sending requests
+    draining = getattr(request.app.state, "draining", False)  # SIGTERM, during ENVOI_SHUTDOWN_DRAIN_SECONDS
+    if draining or (stopping is not None and stopping.is_set()):  # the load balancer stops sending requests
         checks = {"shutdown": "this process is shutting down: it finishes the requests in hand and takes no more"}
         return _answer(503, {"status": "shutting down", **body, "checks": checks})
     runtime: Runtime = request.app.state.runtime
