@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from envoi.bounces.models import Bounce, BounceKind
 from envoi.channels.outbox import OutboxMessage
 from envoi.db.base import utcnow
+from envoi.delivery.claim import claim_batch
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventMode, EventStatus, EventStatusChange
 from envoi.notifications.models import Notification
@@ -608,15 +609,22 @@ async def test_recover_leases_returns_only_expired_leases_to_the_queue(
 ) -> None:
     await create_type(wf_api, "order_confirmation")
     tomorrow = (utcnow() + timedelta(days=1)).isoformat()
-    abandoned, busy, queued = [await push(wf_api, scheduled=tomorrow) for _ in range(3)]
+    abandoned, busy, queued, waiting = [await push(wf_api, scheduled=tomorrow) for _ in range(4)]
     now = utcnow()
     async with wf_runtime.transaction() as session:
         for event_id, lease_end in ((abandoned, now - timedelta(minutes=1)), (busy, now + timedelta(minutes=10))):
             await session.execute(
                 update(Event)
                 .where(Event.id == event_id)
-                .values(status=EventStatus.PROCESSING, lease_owner="worker-gone", next_attempt_at=lease_end)
+                .values(
+                    status=EventStatus.PROCESSING,
+                    lease_owner="worker-gone",
+                    next_attempt_at=lease_end,
+                    claimed_at=now - timedelta(hours=2),
+                )
             )
+        # Due since after the abandoned one was taken: the abandoned one goes back ahead of it, not behind.
+        await session.execute(update(Event).where(Event.id == waiting).values(next_attempt_at=now - timedelta(hours=1)))
     result = await run(wf_api, wf_runtime, await shipped(wf_api, "recover_leases"))
     assert (result["status"], steps(result)["recover_leases"]["count"]) == ("succeeded", 1)
     assert steps(result)["recover_leases"]["logs"] == ["1 events returned to the queue"]
@@ -629,7 +637,10 @@ async def test_recover_leases_returns_only_expired_leases_to_the_queue(
     assert (await event(wf_api, queued))["status"] == "pending"
     async with wf_runtime.transaction() as session:
         owners = dict(list(await session.execute(select(Event.id, Event.lease_owner))))
-    assert owners == {abandoned: None, busy: "worker-gone", queued: None}
+    assert owners == {abandoned: None, busy: "worker-gone", queued: None, waiting: None}
+    async with wf_runtime.transaction() as session:
+        first = await claim_batch(session, owner="next-worker", size=1, lease_seconds=60, now=utcnow())
+    assert [e.id for e in first] == [abandoned]
 
 
 async def test_hourly_statistics_count_a_past_hour_per_type_and_channel_once(

@@ -111,6 +111,9 @@ class RecoverLeasesActivity(Activity[RecoverLeasesSettings]):
                 lease_owner=None,
                 error_count=Event.error_count + 1,
                 last_error="the worker handling it stopped before recording",
+                # Back at its place in the queue (when it was first taken), not behind everything queued since:
+                # its lease end would put it there, and workers take expired leases first for that reason.
+                next_attempt_at=func.coalesce(Event.claimed_at, Event.next_attempt_at),
                 updated_at=context.now,
             )
             .execution_options(synchronize_session=False)
