@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     providers_refresh_seconds: float = Field(
         5.0, gt=0, description="How soon a provider changed through the API is used by every process."
     )
+    provider_files_dir: Path | None = Field(
+        None,
+        description="The folder whose files (CA bundles, DKIM key folders) a provider created through the API may "
+        "name. Unset: such paths are refused over the API; the providers file and the environment may name any.",
+    )
     provider_failover_after: int = Field(
         5, ge=1, description="Temporary failures in a row of a default provider before its backup takes over."
     )

@@ -30,9 +30,11 @@ def key_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(settings: Settings, key_dir: Path) -> Settings:
-    """An SMTP relay (never reached: nothing is sent here) and the DKIM keys of ``key_dir``."""
-    return settings.model_copy(update={"smtp_url": SecretStr("smtp://127.0.0.1:9"), "dkim_key_dir": key_dir})
+def settings(settings: Settings, key_dir: Path, tmp_path: Path) -> Settings:
+    """An SMTP relay (never reached: nothing is sent here), the DKIM keys of ``key_dir``, and the test's folder as
+    the one whose files providers made through the API may name."""
+    changes = {"smtp_url": SecretStr("smtp://127.0.0.1:9"), "dkim_key_dir": key_dir, "provider_files_dir": tmp_path}
+    return settings.model_copy(update=changes)
 
 
 async def test_the_dkim_page_shows_the_record_to_publish_for_each_key(in_process: InProcess, key_dir: Path) -> None:

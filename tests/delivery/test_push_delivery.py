@@ -118,7 +118,8 @@ async def envoi(
     apns_key: ec.EllipticCurvePrivateKey,
 ) -> AsyncIterator[Envoi]:
     """Emails to the SMTP sink; iOS pushes to the APNs peer, through a provider added over the API."""
-    runtime = Runtime.create(settings.model_copy(update={"smtp_url": SecretStr(smtp_sink.url)}))
+    changes = {"smtp_url": SecretStr(smtp_sink.url), "provider_files_dir": certificates[0].parent}  # the CA's
+    runtime = Runtime.create(settings.model_copy(update=changes))
     async with await make_client(runtime) as client:
         key = apns_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
         apns = {"team_id": TEAM_ID, "key_id": KEY_ID, "private_key": key, "topic": TOPIC}

@@ -109,7 +109,13 @@ async def read_provider(name: Name, runtime: RuntimeDep, _who: CanManageDeliveri
 async def add_provider(body: ProviderIn, runtime: RuntimeDep, who: CanManageDeliveries) -> ProviderOut:
     async with runtime.transaction() as session:
         config = await create_provider(
-            session, runtime.providers.static, body.name, body.kind, body.role, body.settings
+            session,
+            runtime.providers.static,
+            body.name,
+            body.kind,
+            body.role,
+            body.settings,
+            runtime.settings.provider_files_dir,
         )
         audit(session, who, "created", "provider", body.name, {"kind": body.kind, "role": body.role})
         await announce_providers_changed(session)  # the other processes read them again at commit
@@ -123,7 +129,9 @@ async def change_provider(
 ) -> ProviderOut:
     changes = body.model_dump(exclude_unset=True)
     async with runtime.transaction() as session:
-        config = await update_provider(session, runtime.providers.static, name, changes)
+        config = await update_provider(
+            session, runtime.providers.static, name, changes, runtime.settings.provider_files_dir
+        )
         shown = {"role": changes["role"]} if "role" in changes else {}  # never the settings: they hold secrets
         audit(session, who, "changed", "provider", name, shown | {"fields": sorted(changes.get("settings") or {})})
         await announce_providers_changed(session)

@@ -6,6 +6,7 @@ Those of the environment and the settings file are shown beside them but only th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -41,8 +42,10 @@ async def create_provider(
     kind: str,
     role: str | None,
     settings: Mapping[str, Any],
+    files_dir: Path | None = None,
 ) -> ProviderConfig:
-    config = _parsed(name, kind, role, settings)
+    """``files_dir``: the only folder whose files the provider may name (ENVOI_PROVIDER_FILES_DIR)."""
+    config = _parsed(name, kind, role, settings, files_dir)
     current = await all_providers(session, static)
     if any(other.name == name for other in current):
         raise Conflict(f"a provider is already named {name!r}", field="name")
@@ -60,6 +63,7 @@ async def update_provider(
     static: Sequence[ProviderConfig],
     name: str,
     changes: Mapping[str, Any],
+    files_dir: Path | None = None,
 ) -> ProviderConfig:
     """``changes`` may hold ``role`` (null to make it unused) and ``settings`` (only the fields given change;
     a secret left out or sent back masked keeps its value)."""
@@ -76,7 +80,7 @@ async def update_provider(
         if value != MASK:
             fields[key] = value
     role = changes.get("role", row.role)
-    config = _parsed(name, row.kind, role, fields)
+    config = _parsed(name, row.kind, role, fields, files_dir)
     _check_roles([config if other.name == name else other for other in await all_providers(session, static)])
     row.role, row.settings, row.updated_at = role, revealed(config.settings), utcnow()
     await session.flush()
@@ -109,11 +113,32 @@ def _secret_fields(kind: str) -> set[str]:
     return {name for name, field in model.model_fields.items() if "SecretStr" in str(field.annotation)}
 
 
-def _parsed(name: str, kind: str, role: str | None, settings: Mapping[str, Any]) -> ProviderConfig:
+def _parsed(
+    name: str, kind: str, role: str | None, settings: Mapping[str, Any], files_dir: Path | None
+) -> ProviderConfig:
     try:
-        return parse_provider(name, kind, role, settings, "api")
+        config = parse_provider(name, kind, role, settings, "api")
     except ProviderConfigError as error:
         raise invalid(error.problems) from None
+    problems = [(f"settings.{field}", problem) for field, problem in _outside(config, files_dir)]
+    if problems:
+        raise invalid(problems)
+    return config
+
+
+def _outside(config: ProviderConfig, files_dir: Path | None) -> list[tuple[str, str]]:
+    """The path settings that lead out of ``files_dir``: whoever may manage providers must not make the server read
+    a file of their choice (a key, a password file) as a CA bundle or a DKIM key folder."""
+    found = []
+    for field, value in config.settings:
+        if not isinstance(value, Path):
+            continue
+        if files_dir is None:
+            found.append((field, "files are named in the providers file or the environment, not through the API "
+                          "(or set ENVOI_PROVIDER_FILES_DIR and put the file there)"))  # fmt: skip
+        elif not value.resolve().is_relative_to(files_dir.resolve()):
+            found.append((field, f"must be inside ENVOI_PROVIDER_FILES_DIR ({files_dir})"))
+    return found
 
 
 def _check_roles(configs: list[ProviderConfig]) -> None:
