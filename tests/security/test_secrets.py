@@ -88,6 +88,7 @@ def envoi(database_url: str, tmp_path: Path, smtp_sink_with_auth: SmtpSink) -> I
         "ENVOI_DATABASE_URL": database_url,
         "ENVOI_SMTP_URL": f"smtp://envoi:{known['SMTP password (environment)']}@{sink.host}:{sink.port}?starttls=true",
         "ENVOI_SMTP_CA_FILE": str(sink.ca_file),
+        "ENVOI_PROVIDER_FILES_DIR": str(sink.ca_file.parent),  # the provider made over the API names the CA too
         "ENVOI_TRACKING_SECRET": known["tracking secret"],
         "ENVOI_LOG_LEVEL": "debug",
         "ENVOI_RETRY_BASE_DELAY": "0.2",
