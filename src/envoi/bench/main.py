@@ -22,6 +22,12 @@ from envoi.bench.scaling_report import cpu_table, derive, explanation, throughpu
 BACKENDS = ("sqlite", "postgresql")
 
 
+def _progress(console: Console, amount: str) -> Progress:
+    """The bars every mode shows: what runs, how far (``amount``, a column's format), for how long."""
+    columns = TextColumn("{task.description}"), BarColumn(), TextColumn(amount), TimeElapsedColumn()
+    return Progress(*columns, console=console)
+
+
 def run_bench(*, quick: bool, backends: list[str], out: Path | None, pg_admin_url: str, console: Console) -> None:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
@@ -30,13 +36,7 @@ def run_bench(*, quick: bool, backends: list[str], out: Path | None, pg_admin_ur
     results: dict[str, dict[str, Any]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="envoi-bench-") as tmp,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
+        _progress(console, "{task.percentage:>3.0f}%") as progress,
     ):
         for backend in backends:
             run = Run(backend, sizes, Path(tmp) / backend, pg_admin_url, progress)
@@ -60,13 +60,7 @@ def run_chaos(*, quick: bool, out: Path | None, pg_admin_url: str, console: Cons
     label = f"[postgresql] chaos: {sizes.events:,} events, {sizes.kills} kills, sink down {sizes.sink_down_seconds:g} s"
     with (
         tempfile.TemporaryDirectory(prefix="envoi-chaos-") as tmp,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f} processed"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
+        _progress(console, "{task.completed:,.0f} processed") as progress,
     ):
         task = progress.add_task(label, total=sizes.events)
         run = ChaosRun(sizes, Path(tmp), pg_admin_url, lambda done, _total: progress.update(task, completed=done))
@@ -100,13 +94,7 @@ def run_scaling(
     sizes = SCALING_QUICK if quick else SCALING_FULL
     with (
         tempfile.TemporaryDirectory(prefix="envoi-scaling-") as tmp,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
+        _progress(console, "{task.completed:,.0f}/{task.total:,.0f}") as progress,
     ):
         run = ScalingRun(sizes, counts, Path(tmp), pg_admin_url, progress, profile_dir)
         figures = asyncio.run(run.run())
