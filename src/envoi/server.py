@@ -29,6 +29,7 @@ class Server(uvicorn.Server):
         self.app = app
         self.drain_seconds = drain_seconds
         self.draining = False
+        self.stopping = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_seconds > 0 and not self.draining and self.started:
@@ -40,6 +41,10 @@ class Server(uvicorn.Server):
         self._stop(sig, frame)  # no drain, before start, or a second signal: stop now
 
     def _stop(self, sig: int, frame: FrameType | None) -> None:
+        """Once: a second signal during the drain stops at once, and the drain's timer then finds nothing to do."""
+        if self.stopping:
+            return
+        self.stopping = True
         runtime = getattr(self.app.state, "runtime", None)
         if runtime is not None:
             runtime.notifications.close_soon()

@@ -16,12 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from envoi.events.models import Event, EventStatus
 from envoi.runtime import Runtime
+from envoi.server import Server
 from tests.helpers import published_template
 from tests.processes import free_port, start_envoi, wait_for_text
 
@@ -281,3 +284,20 @@ async def test_serve_drains_behind_a_load_balancer_before_it_stops_accepting(
     assert code in DONE, serve.log.read_text()[-3000:]
     statuses = await _statuses(runtime)
     assert set(during.json()["ids"]) <= statuses.keys()
+
+
+async def test_a_second_signal_during_the_drain_stops_once() -> None:
+    """The second SIGTERM ends the drain at once; the drain's own timer must not stop the server a second time
+    (uvicorn would re-raise the signal twice, and a second SIGINT forces the exit, cutting the grace short)."""
+    app = FastAPI()
+    stops: list[float] = []
+    app.state.stop_soon = lambda: stops.append(time.monotonic())
+    server = Server(uvicorn.Config(app), app, drain_seconds=0.2)
+    server.started = True
+    server.handle_exit(signal.SIGTERM, None)
+    await asyncio.sleep(0.05)
+    assert (app.state.draining, stops, server.should_exit) == (True, [], False)  # draining: still serving
+    server.handle_exit(signal.SIGTERM, None)
+    assert len(stops) == 1 and server.should_exit
+    await asyncio.sleep(0.4)  # past the drain's timer
+    assert len(stops) == 1 and server._captured_signals == [signal.SIGTERM]
