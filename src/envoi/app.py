@@ -96,7 +96,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, runtime: Runtime 
             watch_task = asyncio.create_task(watch_queue(settings, rt.sessionmaker, stop))
             webhooks_task = asyncio.create_task(WebhookSender(settings, rt.sessionmaker).run(stop))
             if settings.scheduler:  # on PostgreSQL, only the process holding the leader lock runs it
-                scheduler_task = asyncio.create_task(Scheduler(settings, rt.engine, rt.sessionmaker).run(stop))
+                scheduler_task = asyncio.create_task(Scheduler(settings, rt.sessionmaker).run(stop))
         if not settings.is_sqlite:  # one LISTEN connection for all this process hears from the others
             listener = Listener(settings.resolved_direct_url())
             hear_notifications(listener, rt.notifications)

@@ -126,7 +126,7 @@ async def people(wf_runtime: Runtime) -> Operators:
 
 async def settle(runtime: Runtime, *, ticks: int = 20) -> None:
     """Tick the scheduler until no run is due now (a run waiting for later stays waiting)."""
-    scheduler = Scheduler(runtime.settings, runtime.engine, runtime.sessionmaker)
+    scheduler = Scheduler(runtime.settings, runtime.sessionmaker)
     for _ in range(ticks):
         await scheduler.tick()
         async with runtime.transaction() as session:

@@ -105,10 +105,6 @@ async def _cached(
     return principal
 
 
-# Since the services announce each change (every process's cache forgets it at commit), these only repeat it in
-# this process; console pages still call them.
-
-
 def allowed(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     async def check(
         request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -123,7 +123,7 @@ class SmtpChannel:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.dkim = DkimSigner.from_directory(settings.dkim_key_dir) if settings.dkim_key_dir else None
-        tls_context = _tls_context(settings.ca_file) if settings.mode != "plain" else None
+        tls_context = make_tls_context(settings.ca_file) if settings.mode != "plain" else None
         self._clients = [_client(settings, tls_context) for _ in range(settings.connections)]
         # LIFO so that a small batch reuses the warmest connection instead of opening another.
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
@@ -303,7 +303,8 @@ def _client(settings: SmtpSettings, tls_context: ssl.SSLContext | None) -> aiosm
     )
 
 
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+def make_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The TLS context SMTP connections check the server with: the system's CAs, and ``ca_file`` besides."""
     # Not create_default_context(cafile=...): that would load the CA file *instead of* the system store.
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca_file is not None:

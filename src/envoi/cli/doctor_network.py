@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.channels.dkim import DkimKey, DkimKeyError, load_keys
-from envoi.channels.smtp import SmtpSettings
+from envoi.channels.smtp import SmtpSettings, make_tls_context
 from envoi.cli.doctor_checks import Doctor, Finding
 from envoi.providers.config import ProviderConfig, ProviderConfigError, static_providers
 from envoi.providers.dkim import dkim_keys
@@ -108,9 +107,7 @@ async def _reach(host: str, port: int, within: float) -> str | None:
 async def probe_smtp(settings: SmtpSettings, within: float) -> tuple[Any, str]:
     """Connect, EHLO, STARTTLS when configured, AUTH when it has credentials, QUIT: everything but a message."""
     place = f"{settings.host}:{settings.port}"
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if settings.ca_file is not None:
-        context.load_verify_locations(cafile=str(settings.ca_file))
+    context = make_tls_context(settings.ca_file)  # as the channel checks the server
     client = aiosmtplib.SMTP(
         hostname=settings.host, port=settings.port, timeout=within, use_tls=settings.mode == "tls",
         start_tls=False, tls_context=context,

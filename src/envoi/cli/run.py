@@ -153,7 +153,7 @@ async def _run_worker(settings: Settings) -> None:
         # On SQLite, envoi serve runs the scheduler: without PostgreSQL's lock, two processes would both run it.
         scheduler = None
         if settings.scheduler and not settings.is_sqlite:
-            scheduler = asyncio.create_task(Scheduler(settings, runtime.engine, runtime.sessionmaker).run(stop))
+            scheduler = asyncio.create_task(Scheduler(settings, runtime.sessionmaker).run(stop))
         await worker.run(stop)
         await alerts
         await watching

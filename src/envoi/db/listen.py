@@ -78,10 +78,9 @@ class Listener:
             while not stop.is_set():
                 try:
                     await self._listen(stop)
-                    failures = 0
                 except Exception as error:  # whatever happened, listen again: this loop must never end early
+                    failures = 1 if self.connected.is_set() else failures + 1  # it had connected: start over
                     self.connected.clear()
-                    failures += 1
                     log.warning("db.listen_failed", error=type(error).__name__, detail=str(error)[:200])
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), min(_MAX_BACKOFF_SECONDS, 0.25 * 2**failures))

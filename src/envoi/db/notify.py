@@ -24,9 +24,8 @@ async def announce_at_commit(session: AsyncSession, channel: str, pending: str, 
         return
     connection = await session.connection()
     connection.info.setdefault(pending, set()).update(items)
-    if connection.dialect.name == "postgresql":
-        for payload in joined(str(item) for item in items):
-            await session.execute(text("SELECT pg_notify(:channel, :data)"), {"channel": channel, "data": payload})
+    for payload in joined(str(item) for item in items):
+        await notify(session, channel, payload)
 
 
 def joined(words: Iterable[str]) -> Iterator[str]:
@@ -62,10 +61,15 @@ def on_commit(engine: Engine, pending: str, committed: Callable[[set[Any]], None
     event.listen(engine, "rollback", _rolled_back)
 
 
-async def notify_queue(session: AsyncSession) -> None:
-    """Delivered at commit, and only if the transaction commits."""
+async def notify(session: AsyncSession, channel: str, payload: str = "") -> None:
+    """PostgreSQL's NOTIFY, delivered at commit, and only if the transaction commits; nothing on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        await session.execute(text("SELECT pg_notify(:channel, :data)"), {"channel": channel, "data": payload})
+
+
+async def notify_queue(session: AsyncSession) -> None:
+    """New events for the workers."""
+    await notify(session, CHANNEL)
 
 
 class Wakeup:

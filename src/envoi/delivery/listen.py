@@ -3,10 +3,8 @@ connection (envoi.db.listen), and rung after each reconnection for whatever arri
 
 from __future__ import annotations
 
-from envoi.db.listen import Listener, libpq_url
+from envoi.db.listen import Listener
 from envoi.db.notify import CHANNEL, Wakeup
-
-__all__ = ["libpq_url", "ring_on_new_events"]
 
 
 def ring_on_new_events(listener: Listener, wakeup: Wakeup) -> None:

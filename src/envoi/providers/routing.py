@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.channels.base import Channel, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.outbox import OutboxChannel
 from envoi.channels.push import PushMessage
 from envoi.db.listen import Listener
+from envoi.db.notify import notify
 from envoi.db.outage import store_unavailable
 from envoi.delivery.receipts import ReceiptRecorder
 from envoi.providers.config import (
@@ -235,8 +236,7 @@ class ProviderSet:
 
 async def announce_providers_changed(session: AsyncSession) -> None:
     """Once the caller's transaction commits (and only then), every process reads the providers again."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    await notify(session, CHANNEL)
 
 
 def hear_provider_changes(listener: Listener, providers: ProviderSet) -> None:

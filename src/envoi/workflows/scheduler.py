@@ -100,9 +100,8 @@ async def remind_paused(session: AsyncSession, settings: Settings, now: datetime
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]):
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]):
         self.settings = settings
-        self.engine = engine
         self.sessionmaker = sessionmaker
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
