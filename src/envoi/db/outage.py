@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -116,15 +116,20 @@ class OutageLog:
 outages = OutageLog()  # the process's own: requests, the ingestion group, SOAP
 
 
-def group_failure(error: Exception, *, where: str, message: str, **context: object) -> StoreUnavailable:
-    """What to answer each request of a group whose shared transaction failed with ``error``: the outage's 503, or,
-    for a bug, a 503 all the same (the clients may retry) after logging its traceback."""
+def fail_group(
+    waiting: Iterable[asyncio.Future[Any]], error: Exception, *, where: str, message: str, **context: object
+) -> None:
+    """Answer each request still waiting on a group whose shared transaction failed with ``error``: the outage's
+    503, or, for a bug, a 503 all the same (the clients may retry) after logging its traceback."""
     failure = store_unavailable(error)
     if failure is not None:
         outages.refused(where, failure)
-        return failure
-    log.exception(f"{where}.group_failed", **context)
-    return StoreUnavailable(message, retry_after=1)
+    else:
+        log.exception(f"{where}.group_failed", **context)
+        failure = StoreUnavailable(message, retry_after=1)
+    for future in waiting:
+        if not future.done():
+            future.set_exception(failure)
 
 
 async def retry_while_unavailable(attempt: Callable[[], Awaitable[T]], *, within: float, what: str) -> T:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from envoi.db.notify import Wakeup
-from envoi.db.outage import group_failure
+from envoi.db.outage import fail_group
 from envoi.errors import EnvoiError
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_many
@@ -66,12 +66,8 @@ class IngestGroup:
             async with self._sessionmaker.begin() as session:
                 results = await ingest_many(session, [(p.event, p.api_key_id) for p in group], region=self._region)
         except Exception as error:
-            failure = group_failure(
-                error, where="ingest", message="The events could not be stored; try again.", events=len(group)
-            )
-            for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
+            message = "The events could not be stored; try again."
+            fail_group((p.future for p in group), error, where="ingest", message=message, events=len(group))
             return
         for pending, result in zip(group, results, strict=True):
             if pending.future.done():  # the client went away; the event is stored all the same

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from envoi.db.outage import group_failure
+from envoi.db.outage import fail_group
 from envoi.events.models import RateBucket
 from envoi.settings import Settings
 
@@ -144,12 +144,8 @@ class TakeGroup:
                 pending.future.cancel()
             raise
         except Exception as error:
-            failure = group_failure(
-                error, where="rate_limit", message="The request could not be admitted; try again.", requests=len(group)
-            )
-            for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
+            message = "The request could not be admitted; try again."
+            fail_group((p.future for p in group), error, where="rate_limit", message=message, requests=len(group))
             return
         for pending in group:
             if not pending.future.done():  # the client went away: its tokens are spent all the same
