@@ -11,11 +11,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.message
 import dns.rcode
 import dns.rrset
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -24,6 +26,7 @@ from typer.testing import CliRunner, Result
 from envoi.channels.dkim import load_key
 from envoi.cli import app
 from envoi.cli.doctor_checks import Doctor, check_pooler
+from envoi.db.partitions import DAYS_AHEAD, PARTITIONED
 from envoi.observability.health import expected_revision
 from envoi.settings import Settings
 from tests.conftest import pg_database
@@ -168,6 +171,8 @@ def test_all_checks_pass_on_a_good_configuration(setup: Setup) -> None:
     assert all(line.startswith("✓ ") for line in lines(result)), result.output
     assert "0 errors, 0 warnings." in result.output
     assert line_of(result, "Schema").endswith(f"at revision {expected_revision()}, the one this Envoi expects")
+    if setup.env["ENVOI_DATABASE_URL"].startswith("postgresql"):
+        assert line_of(result, "Partitions").endswith("events can be received for 7 more days after today")
     smtp = line_of(result, "Provider smtp")
     assert f"connected to 127.0.0.1:{setup.sink.port}, STARTTLS, AUTH as envoi" in smtp
     assert "reachable" in line_of(result, "Provider smpp")
@@ -217,6 +222,21 @@ def test_a_bounce_domain_without_mx_is_named(setup: Setup) -> None:
     result = setup.run()
     assert result.exit_code == 1, result.output
     assert line_of(result, f"Bounce domain {BOUNCES}").startswith(f"✗ Bounce domain {BOUNCES}: no MX record")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_day_partitions_running_out_are_an_error(setup: Setup) -> None:
+    url = setup.env["ENVOI_DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as connection:  # as if no purge had run for a week
+        for table in PARTITIONED:
+            for day in range(1, DAYS_AHEAD + 1):
+                connection.execute(f"DROP TABLE {table}_{datetime.now(UTC).date() + timedelta(days=day):%Y%m%d}")
+    result = setup.run()
+    assert result.exit_code == 1, result.output
+    assert line_of(result, "Partitions") == (
+        "✗ Partitions: events can be received for 0 more days after today: run envoi migrate (it makes them), "
+        "and check that the purge workflow runs daily"
+    )
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from envoi.db.base import utcnow
@@ -33,12 +33,14 @@ LEASED = 50  # events of a dead worker, their lease ended: claimed before the qu
 @pytest.fixture(scope="module")
 def big_queue(migrated_templates: dict[str, str]) -> Iterator[str]:
     """A PostgreSQL database holding a million due events and more scheduled for next year (which no claim and no
-    depth reading may wade through), analyzed as autovacuum would have done."""
+    depth reading may wade through), over three day partitions, analyzed as autovacuum would have done."""
     with pg_database("envoi_scale", template=migrated_templates["postgresql"]) as url:
         with psycopg.connect(url, autocommit=True) as connection:
             fill = (
                 "INSERT INTO events (type, mode, channel, status, ctx, created_at, updated_at, next_attempt_at,"
-                " error_count) SELECT 'order_confirmation', {mode}, 'email', {status}, '{{}}', now(), now(),"
+                " error_count) SELECT 'order_confirmation', {mode}, 'email', {status}, '{{}}',"
+                # Received over three days: on PostgreSQL, in three partitions (today's and the next two days').
+                " now() + interval '1 day' * (g % 3), now(),"
                 " now() + {at}, 0 FROM generate_series(1, {count}) AS g"
             )
             # What a queue in production sits among: the events it already sent, stored before it.
@@ -116,7 +118,14 @@ def assert_reads_about(plan: dict[str, Any], rows: int) -> None:
     """Reads about ``rows`` rows, and about as many pages: an index range, not the queue nor the table."""
     read, kinds = rows_read(plan), shape(plan)
     assert read <= 3 * rows + 10, (read, kinds)
-    assert not any(k.startswith(("Seq Scan", "Sort", "Bitmap")) for k in kinds), kinds
+    # A day partition made ahead holds nothing yet: the planner may well scan and sort its nothing.
+    heavy = [
+        kind
+        for kind, node in zip(kinds, nodes(plan), strict=True)
+        if kind.startswith(("Seq Scan", "Sort", "Bitmap"))
+        and node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) > rows
+    ]
+    assert not heavy, kinds
     # The choice of rows (the update's own index writes aside): an index page per hundreds of entries, a heap page
     # and a lock per row. Index entries skipped inside an index scan show here only: a scan of the whole
     # ix_events_claim reads some 6,000 pages.
@@ -151,8 +160,12 @@ async def test_a_claim_past_a_mode_with_nothing_due_reads_only_what_it_takes(eng
 
 async def test_a_dead_workers_events_come_before_the_queue(engine: AsyncEngine) -> None:
     plan = await plan_of(engine, claim_statement(owner="w", size=LEASED, lease_seconds=60, now=utcnow()))
-    leases = [n for n in nodes(plan) if n.get("Index Name") == "ix_events_leases"]
-    assert leases and leases[0]["Actual Rows"] == LEASED
+    async with engine.connect() as connection:  # the index, and its part in each day's partition
+        parts = set(
+            (await connection.execute(text("SELECT relid::text FROM pg_partition_tree('ix_events_leases')"))).scalars()
+        )
+    leases = [n for n in nodes(plan) if n.get("Index Name") in parts]
+    assert leases and sum(n["Actual Rows"] for n in leases) == LEASED
     assert_reads_about(plan, LEASED)
 
 
@@ -161,7 +174,8 @@ async def test_the_queue_depth_reading_stops_at_its_cap(engine: AsyncEngine) -> 
     async with create_sessionmaker(engine)() as session:
         assert await due_events(session, cap, utcnow()) == cap
     plan = await plan_of(engine, queue_depth(cap, utcnow()))
-    assert plan["Actual Rows"] == 1 and rows_read(plan) == cap
+    # Merging the day partitions' index ranges reads one entry more of each partition that is not used up.
+    assert plan["Actual Rows"] == 1 and cap <= rows_read(plan) <= cap + 10
     assert_reads_about(plan, cap)
 
     # Timed once, for the record: the reading at the default limit, a million.

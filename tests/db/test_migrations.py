@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from envoi.db.base import Json
 from envoi.db.engine import create_engine
 from envoi.db.migrate import alembic_config, pending_migrations, upgrade_database
+from envoi.db.partitions import in_the_models
 from envoi.db.registry import metadata
 from envoi.runtime import Runtime
 from envoi.settings import Settings
@@ -24,7 +25,8 @@ from tests.conftest import BACKENDS, pg_database
 
 async def test_migrated_schema_matches_the_models(runtime: Runtime) -> None:
     def diff(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": in_the_models}
+        context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, metadata))
 
     async with runtime.engine.connect() as connection:

@@ -28,6 +28,7 @@ class Bounce(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     kind: Mapped[int] = mapped_column(SmallInteger)
+    # A foreign key on SQLite only (messages are partitioned on PostgreSQL); bounces are purged by received_at.
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"), index=True)
     event_id: Mapped[int | None] = mapped_column(BigId, index=True, doc="Not a foreign key: kept after a purge.")
     address: Mapped[str | None] = mapped_column(String(ADDRESS_LENGTH))

@@ -19,6 +19,7 @@ from envoi.cli.doctor_checks import (
     check_connections,
     check_database,
     check_metrics_dir,
+    check_partitions,
     check_pooler,
     check_public_url,
     check_schema,
@@ -33,6 +34,7 @@ Check = Callable[[Doctor], Awaitable[list[Finding]]]
 CHECKS: tuple[Check, ...] = (
     check_database,
     check_schema,
+    check_partitions,
     check_connections,
     check_pooler,
     check_providers,

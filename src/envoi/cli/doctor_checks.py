@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from envoi.db.engine import connection_budget, create_engine, pool_overflow
 from envoi.db.outage import store_unavailable
+from envoi.db.partitions import days_ahead
 from envoi.observability.health import schema_state
 from envoi.settings import Settings
 
@@ -122,6 +124,23 @@ async def check_schema(doctor: Doctor) -> list[Finding]:
         text_ = f"at revision {state.current}, newer than this Envoi's {state.expected}: upgrade Envoi here"
         return [Finding("warning", "Schema", text_)]
     return [Finding("ok", "Schema", f"at revision {state.current}, the one this Envoi expects")]
+
+
+async def check_partitions(doctor: Doctor) -> list[Finding]:
+    """Events are refused past the last day partition (PostgreSQL): the daily purge and every start make them."""
+    if doctor.engine is None or not doctor.schema_current:
+        return []
+    async with doctor.engine.connect() as connection:
+        ahead = await connection.run_sync(days_ahead, datetime.now(UTC).date())
+    if ahead is None:
+        return []
+    said = f"events can be received for {ahead} more days after today"
+    if ahead < 0:
+        said = "no day partition holds today's events: ingestion is refused"
+    if ahead < 2:
+        fix = "run envoi migrate (it makes them), and check that the purge workflow runs daily"
+        return [Finding("error" if ahead < 1 else "warning", "Partitions", f"{said}: {fix}")]
+    return [Finding("ok", "Partitions", said)]
 
 
 async def check_connections(doctor: Doctor) -> list[Finding]:

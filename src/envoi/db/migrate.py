@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from envoi.db.partitions import ensure_partitions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK = 0x656E_6D69  # pg_advisory_xact_lock key ("enmi"): one process migrates at a time
@@ -33,6 +36,8 @@ async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
             # its commit and then find nothing left to do, instead of racing on the same DDL.
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
         await connection.run_sync(upgrade)
+        # The coming days' partitions (PostgreSQL), should the daily purge have stopped running for a while.
+        await connection.run_sync(ensure_partitions, datetime.now(UTC).date())
 
 
 async def pending_migrations(engine: AsyncEngine) -> list[str]:

@@ -55,6 +55,8 @@ def _cause(error: BaseException) -> tuple[str, int] | None:
             return "every database connection is busy", _SOON
         if isinstance(link, psycopg.Error):
             state = link.sqlstate or ""
+            if state == "23514" and str(link).startswith("no partition of relation"):  # see envoi.db.partitions
+                return "no day partition holds events of today (envoi migrate makes them)", _MUCH_LATER
             if state in _POSTGRESQL:
                 return _POSTGRESQL[state]
             if state.startswith("08"):  # connection_exception and its subclasses

@@ -32,6 +32,7 @@ class Message(Base):
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # A foreign key on SQLite only: see envoi.db.partitions (partitioned by day on created_at on PostgreSQL).
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))

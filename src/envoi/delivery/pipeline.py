@@ -94,11 +94,15 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent], settin
         addresses = {a for e in events if e.channel == channel and (a := recipient_of(e))}
         for address, reason in (await quarantined(session, channel, addresses)).items():
             blocked[(channel, address)] = reason
-    retried = [e.id for e in events if e.error_count]
+    retried = [e for e in events if e.error_count]
     existing: dict[tuple[int, str], int] = {}
     if retried:
         rows = await session.execute(
-            select(Message.event_id, Message.channel, Message.id).where(Message.event_id.in_(retried))
+            select(Message.event_id, Message.channel, Message.id).where(
+                Message.event_id.in_([e.id for e in retried]),
+                # A message is never older than its event: on PostgreSQL, older days' partitions are not read.
+                Message.created_at >= min(e.created_at for e in retried),
+            )
         )
         existing = {(event_id, channel): message_id for event_id, channel, message_id in rows}
     fallbacks = await session.execute(
@@ -304,7 +308,7 @@ class DeliveryPipeline:
         """Every status, message and quarantine entry of the batch, in the caller's one transaction.
         Only events whose lease we still hold are recorded; returns how many that was. ``now`` is when sending
         ended (the messages' sent_at, the final statuses' ended_at), ``send_started`` when it began."""
-        owned = await still_ours(session, owner, [d.event.id for d in decisions])
+        owned = await still_ours(session, owner, [d.event for d in decisions])
         decisions = [d for d in decisions if d.event.id in owned]
         if not decisions:
             return 0
@@ -317,6 +321,7 @@ class DeliveryPipeline:
             event_rows.append(
                 {
                     "_id": e.id,
+                    "_created_at": e.created_at,
                     "lease_owner": None,  # the lease ends with the batch's record
                     "status": d.status,
                     "updated_at": now,
@@ -348,9 +353,11 @@ class DeliveryPipeline:
                 changes = {"status": MessageStatus.FAILED, "error": d.reason, "updated_at": now}
             else:
                 continue
-            await session.execute(update(Message).where(Message.id == existing).values(changes))
+            mine = (Message.id == existing) & (Message.created_at >= e.created_at)  # see load_context
+            await session.execute(update(Message).where(mine).values(changes))
         table = cast(Table, Event.__table__)
-        await session.execute(update(table).where(table.c.id == bindparam("_id")), event_rows)
+        same = (table.c.id == bindparam("_id")) & (table.c.created_at == bindparam("_created_at"))  # one partition
+        await session.execute(update(table).where(same), event_rows)
         await session.execute(insert(EventStatusChange), timeline)
         if new_messages:
             await session.execute(insert(Message), new_messages)

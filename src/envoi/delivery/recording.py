@@ -14,6 +14,7 @@ from envoi.templates.models import Template, TemplateState
 from envoi.webhooks.outbox import EVENT_CHANGES, StatusChange
 
 if TYPE_CHECKING:
+    from envoi.delivery.claim import ClaimedEvent
     from envoi.delivery.pipeline import Decision
 
 
@@ -26,13 +27,19 @@ def announced(d: Decision, now: datetime) -> StatusChange | None:
     return StatusChange(change, d.event.id, d.event.type, now, details)
 
 
-async def still_ours(session: AsyncSession, owner: str, event_ids: list[int]) -> set[int]:
+async def still_ours(session: AsyncSession, owner: str, events: list[ClaimedEvent]) -> set[int]:
     """The events whose lease we still hold, locked until the batch commits; a batch taken over by another
     worker is theirs to record. Locked, not updated: the batch's own update clears the lease, which spares each
-    event a row version (PostgreSQL's CPU for this step fell from 0.03 to 0.02 ms per message)."""
+    event a row version (PostgreSQL's CPU for this step fell from 0.03 to 0.02 ms per message). Their times
+    name the partitions to read on PostgreSQL."""
     rows = await session.execute(
         select(Event.id)
-        .where(Event.id.in_(event_ids), Event.lease_owner == owner, Event.status == EventStatus.PROCESSING)
+        .where(
+            Event.id.in_([e.id for e in events]),
+            Event.created_at.in_({e.created_at for e in events}),
+            Event.lease_owner == owner,
+            Event.status == EventStatus.PROCESSING,
+        )
         .with_for_update()
     )
     return set(rows.scalars())

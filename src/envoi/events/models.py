@@ -87,8 +87,11 @@ class Event(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    # Shown with the event; what makes a key unique is its row in idempotency_keys.
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # On PostgreSQL the table is partitioned by day on created_at (envoi.db.partitions): its primary key there is
+    # (id, created_at), and writes by id say created_at too so that only one day's partition is read.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # When the event may next be claimed: its schedule, its next retry, or the end of a worker's lease.
@@ -129,14 +132,6 @@ class Event(Base):
             postgresql_where=text("status = 7"),
             sqlite_where=text("status = 7"),
         ),
-        Index(
-            "uq_events_idempotency",
-            "api_key_id",
-            "idempotency_key",
-            unique=True,
-            postgresql_where=text("idempotency_key IS NOT NULL"),
-            sqlite_where=text("idempotency_key IS NOT NULL"),
-        ),
         Index("ix_events_created_at", "created_at"),
         Index(
             "ix_events_delivery_id",
@@ -154,11 +149,28 @@ class EventStatusChange(Base):
     __tablename__ = "event_status_changes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # A foreign key on SQLite only: see envoi.db.partitions (partitioned by day on ``at`` on PostgreSQL).
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     status: Mapped[int] = mapped_column(SmallInteger)
     # Indexed for the failure-rate check, which reads the last minutes of the timeline (appends only: cheap).
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the event it made. Unique here, not in events: a table partitioned by day
+    cannot hold a unique index across its days. Deleted with its event by the purge."""
+
+    __tablename__ = "idempotency_keys"
+
+    event_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    # NULL: a key of Envoi's own (a recycled event's); like any NULL, it never conflicts with another NULL.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True, doc="Its event's.")
+
+    __table_args__ = (Index("uq_idempotency_keys", "api_key_id", "key", unique=True),)
 
 
 class RateBucket(Base):

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from envoi.campaigns.profiles import profile_ids_by_external_id
 from envoi.db.base import utcnow
 from envoi.db.notify import notify_queue
 from envoi.errors import BatchRejected, Conflict, Problem, ValidationFailed, as_dicts, input_problems, invalid
-from envoi.events.models import Event, EventMode, EventStatus, EventType
+from envoi.events.models import Event, EventMode, EventStatus, EventType, IdempotencyKey
 from envoi.events.schemas import EventIn
 from envoi.events.validation import clean_json, ctx_errors, text_problem
 from envoi.observability.metrics import count_received
@@ -228,7 +228,7 @@ async def ingest_event(
             return existing, False
         row |= {"idempotency_key": idempotency_key, "request_hash": digest}
         try:
-            async with session.begin_nested():
+            async with session.begin_nested():  # the key's unique index refuses a second: the event goes too
                 event_id = await insert_event_rows(session, [row])
         except IntegrityError:
             # Another request with the same key won the race: answer as if we were the second.
@@ -243,21 +243,26 @@ async def ingest_event(
 
 
 async def ingest_many(
-    session: AsyncSession, events: list[tuple[EventIn, int | None]], *, region: str | None = None
+    session: AsyncSession,
+    events: list[tuple[EventIn, int | None]],
+    *,
+    region: str | None = None,
+    keys: list[str] | None = None,
 ) -> list[int | ValidationFailed]:
-    """Store each valid event (one insert for all); each invalid one gets its own error instead."""
+    """Store each valid event (one insert for all); each invalid one gets its own error instead. ``keys``:
+    Envoi's own idempotency key for each event (a recycled event names the one it came from)."""
     types = await _types_of(session, {event.type for event, _ in events})
     results: list[int | ValidationFailed] = []
     rows: list[dict[str, Any]] = []
     now = utcnow()  # one receipt time per transaction: rows of a batch share their timestamps
     all_checked = [_check_event(event, types, now, region) for event, _ in events]
     await _reconcile(session, all_checked, types)
-    for checked, (_event, api_key_id) in zip(all_checked, events, strict=True):
+    for index, (checked, (_event, api_key_id)) in enumerate(zip(all_checked, events, strict=True)):
         if checked.errors:
             results.append(invalid(checked.errors))
         else:
             results.append(-1)
-            rows.append(checked.row | {"api_key_id": api_key_id})
+            rows.append(checked.row | {"api_key_id": api_key_id} | ({"idempotency_key": keys[index]} if keys else {}))
     if rows:
         ids = iter(await insert_event_rows(session, rows))
         results = [next(ids) if result == -1 else result for result in results]
@@ -344,6 +349,13 @@ async def insert_event_rows(session: AsyncSession, rows: list[dict[str, Any]]) -
     ]
     connection = await session.connection()
     await connection.exec_driver_sql(statement, values)
+    keyed = [
+        {k: row.get(k) for k in ("api_key_id", "request_hash", "created_at")} | {"event_id": i, "key": key}
+        for i, row in zip(ids, rows, strict=True)
+        if (key := row.get("idempotency_key")) is not None
+    ]
+    if keyed:
+        await session.execute(insert(IdempotencyKey), keyed)
     count_received(rows)
     return ids
 
@@ -362,11 +374,13 @@ async def _allocate_ids(session: AsyncSession, count: int) -> list[int]:
 async def _find_idempotent(session: AsyncSession, api_key_id: int | None, key: str, digest: str) -> int | None:
     row = (
         await session.execute(
-            select(Event.id, Event.request_hash).where(Event.api_key_id == api_key_id, Event.idempotency_key == key)
+            select(IdempotencyKey.event_id, IdempotencyKey.request_hash).where(
+                IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key
+            )
         )
     ).first()
     if row is None:
         return None
     if row.request_hash != digest:
         raise Conflict("this Idempotency-Key was already used with a different request body", field="Idempotency-Key")
-    return int(row.id)
+    return int(row.event_id)

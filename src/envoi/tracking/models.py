@@ -22,6 +22,7 @@ class TrackingHit(Base):
     __tablename__ = "tracking_hits"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # A foreign key on SQLite only (messages are partitioned on PostgreSQL): the purge deletes a message's hits.
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     url: Mapped[str | None] = mapped_column(Text)

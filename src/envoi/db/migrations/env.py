@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from envoi.db.partitions import in_the_models
 from envoi.db.registry import metadata
 
 connection = context.config.attributes.get("connection")
@@ -15,6 +16,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=in_the_models,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import select
 
-from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.events.models import Event, EventStatus, EventStatusChange, IdempotencyKey
 from envoi.events.schemas import EventIn
 from envoi.events.service import ingest_many
 from envoi.workflows.activities.base import (
@@ -82,8 +82,9 @@ class RecycleFailedEventsActivity(Activity[RecycleSettings]):
             after, seen = events[-1].id, seen + len(events)
             done = set(
                 await session.scalars(
-                    select(Event.idempotency_key).where(
-                        Event.api_key_id.is_(None), Event.idempotency_key.in_([recycled_key(e.id) for e in events])
+                    select(IdempotencyKey.key).where(
+                        IdempotencyKey.api_key_id.is_(None),
+                        IdempotencyKey.key.in_([recycled_key(e.id) for e in events]),
                     )
                 )
             )
@@ -100,23 +101,17 @@ class RecycleFailedEventsActivity(Activity[RecycleSettings]):
             copies: list[tuple[EventIn, int | None]] = [
                 (copy_of(e, e.type, settings.to_channel, "realtime", f"recycled from event {e.id}"), None) for e in todo
             ]
-            results = await ingest_many(session, copies, region=context.settings.default_region) if copies else []
-            keys = []
+            keys = [recycled_key(e.id) for e in todo]
+            results = (
+                await ingest_many(session, copies, region=context.settings.default_region, keys=keys) if copies else []
+            )
             for source, result in zip(todo, results, strict=True):
                 if isinstance(result, int):
-                    keys.append({"new_id": result, "key": recycled_key(source.id)})
+                    created += 1
                 else:
                     refused += 1
                     if refused <= 10:
                         context.log(f"event {source.id} not recycled: {result.message}")
-            if keys:
-                table = Event.__table__
-                assert isinstance(table, Table)
-                await session.execute(
-                    update(table).where(table.c.id == bindparam("new_id")).values(idempotency_key=bindparam("key")),
-                    keys,
-                )
-            created += len(keys)
         context.log(
             f"{created} {settings.from_channel} events recycled as {settings.to_channel}, {refused} refused, "
             f"{skipped} without an address for {settings.to_channel}"

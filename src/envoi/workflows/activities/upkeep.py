@@ -6,15 +6,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from envoi.bounces.models import Bounce
 from envoi.channels.outbox import OutboxMessage
+from envoi.db.partitions import drop_day, ensure_partitions, partitioned, partitions
 from envoi.delivery.models import Message
-from envoi.events.models import Event, EventStatus, EventStatusChange
+from envoi.events.models import Event, EventStatus, EventStatusChange, IdempotencyKey
 from envoi.events.rate_buckets import RateBuckets
 from envoi.notifications.models import Notification
 from envoi.reports.models import QueueSample
+from envoi.tracking.models import TrackingHit
 from envoi.webhooks.models import CallStatus, WebhookAttempt, WebhookCall
 from envoi.webhooks.service import KEPT as WEBHOOK_ATTEMPTS_KEPT
 from envoi.workflows.activities.base import Activity, ActivitySettings, Done, RunContext
@@ -32,7 +35,8 @@ class PurgeActivity(Activity[PurgeSettings]):
     kind = "purge"
     settings_model = PurgeSettings
     description = (
-        "Deletes ended events (with their messages and timeline), captured outbox messages, queue depth samples, "
+        "Deletes ended events (with their messages and timeline: on PostgreSQL, whole days at a time, and it makes "
+        "the coming days' partitions), captured outbox messages, queue depth samples, "
         "bounce reports, workflow runs and notifications older than the retention settings (ENVOI_RETENTION_*), "
         "webhook calls and attempts older than 7 days, and the rate limits' buckets that have filled up again."
     )
@@ -40,7 +44,13 @@ class PurgeActivity(Activity[PurgeSettings]):
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
         session, retention = context.session, context.settings
         before = context.now - timedelta(days=retention.retention_events_days)
-        events = messages = 0
+        made = await session.run_sync(lambda s: ensure_partitions(s.connection(), context.now.date()))
+        if made:
+            context.log(f"made the partitions {', '.join(made)}")
+        days, events = await session.run_sync(lambda s: _drop_ended_days(s.connection(), before))
+        if days:
+            context.log(f"dropped {days} days of partitions: {events} ended events, their messages and timeline")
+        deleted = messages = 0
         while True:  # in chunks: one huge DELETE would hold its locks (and SQLite's only lock) for long
             ids = list(
                 await session.scalars(
@@ -56,10 +66,14 @@ class PurgeActivity(Activity[PurgeSettings]):
             )
             if not ids:
                 break
+            # What foreign keys would cascade to on SQLite, and do not on PostgreSQL (envoi.db.partitions).
+            hit_messages = select(Message.id).where(Message.event_id.in_(ids))
+            await session.execute(delete(TrackingHit).where(TrackingHit.message_id.in_(hit_messages)))
             messages += await _deleted(session, delete(Message).where(Message.event_id.in_(ids)))
             await session.execute(delete(EventStatusChange).where(EventStatusChange.event_id.in_(ids)))
-            await session.execute(delete(Event).where(Event.id.in_(ids)))
-            events += len(ids)
+            await session.execute(delete(IdempotencyKey).where(IdempotencyKey.event_id.in_(ids)))
+            await session.execute(delete(Event).where(Event.id.in_(ids), Event.created_at < before))
+            deleted += len(ids)
         outbox = await _deleted(session, delete(OutboxMessage).where(OutboxMessage.created_at < before))
         # Queue depth samples and bounce reports are kept as long as the events they are about.
         await session.execute(delete(QueueSample).where(QueueSample.at < before))
@@ -77,12 +91,45 @@ class PurgeActivity(Activity[PurgeSettings]):
             delete(WebhookCall).where(WebhookCall.created_at < week, WebhookCall.status != CallStatus.PENDING)
         )
         context.log(
-            f"deleted {events} ended events older than {retention.retention_events_days:g} days with their "
+            f"deleted {deleted} ended events older than {retention.retention_events_days:g} days with their "
             f"{messages} messages, {outbox} outbox messages, {runs} workflow runs older than "
             f"{retention.retention_workflow_runs_days:g} days, {notices} notifications older than "
             f"{retention.retention_notifications_days:g} days"
         )
-        return Done(count=events)
+        return Done(count=events + deleted)
+
+
+def _drop_ended_days(connection: Connection, before: datetime) -> tuple[int, int]:
+    """PostgreSQL: drop whole days, oldest first, while a day's events all ended before ``before``; returns the
+    days and events dropped. A day still holding a wanted event stops it (its rows, and the later days', are
+    purged row by row as on SQLite): the messages and timeline of that event may be in any later day."""
+    if not partitioned(connection):
+        return 0, 0
+    waiting = ", ".join(str(int(s)) for s in _WAITING)
+    timeout = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    # Dropping a partition waits for every query on its table; the queue must not wait behind it for long.
+    connection.execute(text("SELECT set_config('lock_timeout', '5s', true)"))
+    days = events = 0
+    try:
+        for day in partitions(connection, "events"):
+            if day.end > before:
+                break
+            wanted = connection.execute(
+                text(f"SELECT 1 FROM {day.name} WHERE status IN ({waiting}) OR updated_at >= :before LIMIT 1"),  # noqa: S608
+                {"before": before},
+            ).first()
+            if wanted:
+                break
+            count = connection.execute(text(f"SELECT count(*) FROM {day.name}")).scalar_one()  # noqa: S608
+            try:
+                with connection.begin_nested():
+                    drop_day(connection, day)
+            except OperationalError:  # a lock not had in time: the next purge tries again
+                break
+            days, events = days + 1, events + count
+    finally:
+        connection.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": timeout})
+    return days, events
 
 
 async def _deleted(session: Any, statement: Any) -> int:
