@@ -190,7 +190,8 @@ async def test_prepared_statements_break_behind_pgbouncer_unless_turned_off(tmp_
     with pg_database("envoi_bouncer") as direct_url, pgbouncer(direct_url, tmp_path / "pgbouncer.log") as pooled:
         settings = Settings(database_url=pooled, data_dir=tmp_path, database_pool_size=6, database_max_overflow=0)
         with pytest.raises(DBAPIError, match=r"prepared statement \"_pg3_\d+\" (does not exist|already exists)"):
-            await _run_queries(settings.model_copy(update={"database_prepared_statements": True}), 6, 20)
+            forced = {"database_prepared_statements": True, "database_direct_url": direct_url}
+            await _run_queries(settings.model_copy(update=forced), 6, 20)
         await _run_queries(settings.model_copy(update={"database_prepared_statements": False}), 6, 20)
         # Unset, a direct URL is the sign of a pooler: prepared statements are off.
         await _run_queries(settings.model_copy(update={"database_direct_url": direct_url}), 6, 20)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import address_for
@@ -38,9 +38,9 @@ from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.marketing import MarketingContext, delivery_variables, finish_marketing_email, load_marketing
 from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
-from envoi.delivery.recording import announced, recheck_paused, still_ours
+from envoi.delivery.recording import announced, recheck_paused, record_owned
 from envoi.delivery.retry import retry_delay
-from envoi.events.models import Event, EventStatus, EventStatusChange, EventType
+from envoi.events.models import EventStatus, EventStatusChange, EventType
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 from envoi.templates.attachments import attach_files, attachment_urls
@@ -53,6 +53,8 @@ from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 from envoi.templates.sms import RenderedSms
 from envoi.webhooks.outbox import announce
+
+_WAITING = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
 
 
 @dataclass(slots=True)
@@ -308,34 +310,14 @@ class DeliveryPipeline:
         """Every status, message and quarantine entry of the batch, in the caller's one transaction.
         Only events whose lease we still hold are recorded; returns how many that was. ``now`` is when sending
         ended (the messages' sent_at, the final statuses' ended_at), ``send_started`` when it began."""
-        owned = await still_ours(session, owner, [d.event for d in decisions])
+        await recheck_paused(session, decisions, now)
+        owned = await record_owned(session, owner, [(d.event, self._event_values(d, now)) for d in decisions])
         decisions = [d for d in decisions if d.event.id in owned]
         if not decisions:
             return 0
-        await recheck_paused(session, decisions, now)
-        event_rows, timeline, new_messages, quarantine = [], [], [], []
-        waiting = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
+        timeline, new_messages, quarantine = [], [], []
         for d in decisions:
             e = d.event
-            failed_send = d.outcome is not None and not isinstance(d.outcome, Sent)
-            event_rows.append(
-                {
-                    "_id": e.id,
-                    "_created_at": e.created_at,
-                    "lease_owner": None,  # the lease ends with the batch's record
-                    "status": d.status,
-                    "updated_at": now,
-                    "next_attempt_at": d.next_attempt_at or now,
-                    # A final status ends the reports' processing time; waiting again (a retry, a fallback) does not.
-                    "ended_at": None if d.status in waiting else now,
-                    # The fallback channel starts afresh: its own retries, its own attempts.
-                    "error_count": 0 if d.fallback else e.error_count + (1 if failed_send else 0),
-                    "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
-                    "channel": d.fallback or e.channel,
-                    "template_id": d.route.template_id if d.route else None,
-                    "template_version_id": d.route.version_id if d.route and d.message else None,
-                }
-            )
             timeline.append({"event_id": e.id, "status": d.status, "at": now, "reason": d.reason})
             if isinstance(d.outcome, InvalidAddress) and d.message is not None:
                 quarantine.append((e.channel, d.message.to, d.outcome.reason))
@@ -355,15 +337,31 @@ class DeliveryPipeline:
                 continue
             mine = (Message.id == existing) & (Message.created_at >= e.created_at)  # see load_context
             await session.execute(update(Message).where(mine).values(changes))
-        table = cast(Table, Event.__table__)
-        same = (table.c.id == bindparam("_id")) & (table.c.created_at == bindparam("_created_at"))  # one partition
-        await session.execute(update(table).where(same), event_rows)
         await session.execute(insert(EventStatusChange), timeline)
         if new_messages:
             await session.execute(insert(Message), new_messages)
         await add_to_quarantine(session, quarantine)
         await announce(session, [change for d in decisions if (change := announced(d, now))])
         return len(decisions)
+
+    @staticmethod
+    def _event_values(d: Decision, now: datetime) -> dict[str, Any]:
+        e = d.event
+        failed_send = d.outcome is not None and not isinstance(d.outcome, Sent)
+        return {
+            "lease_owner": None,  # the lease ends with the batch's record
+            "status": d.status,
+            "updated_at": now,
+            "next_attempt_at": d.next_attempt_at or now,
+            # A final status ends the reports' processing time; waiting again (a retry, a fallback) does not.
+            "ended_at": None if d.status in _WAITING else now,
+            # The fallback channel starts afresh: its own retries, its own attempts.
+            "error_count": 0 if d.fallback else e.error_count + (1 if failed_send else 0),
+            "last_error": d.reason if d.status != EventStatus.PROCESSED else None,
+            "channel": d.fallback or e.channel,
+            "template_id": d.route.template_id if d.route else None,
+            "template_version_id": d.route.version_id if d.route and d.message else None,
+        }
 
     @staticmethod
     def _message_row(d: Decision, now: datetime, send_started: datetime | None, retrying: bool) -> dict[str, Any]:
