@@ -276,7 +276,7 @@ async def _check_database(conn: psycopg.AsyncConnection[Any]) -> int:
     rows = await (
         await conn.execute(
             "SELECT e.status, count(m.id), min(m.status), max(m.status), e.error_count FROM events e "
-            "LEFT JOIN messages m ON m.event_id = e.id GROUP BY e.id"
+            "LEFT JOIN messages m ON m.event_id = e.id GROUP BY e.id, e.status, e.error_count"
         )
     ).fetchall()
     assert len(rows) == EVENTS, f"{len(rows)} events stored for {EVENTS} accepted"

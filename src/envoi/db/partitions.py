@@ -29,6 +29,9 @@ NOT_ON_POSTGRESQL = {
     "fk_tracking_hits_message_id_messages",
     "fk_bounces_message_id_messages",
 }
+# A child row (a message, a status change) is written after its event, but maybe by another host, whose clock
+# may run behind the one that received the event: a lookup of an event's children reads from this much earlier.
+CLOCK_SKEW = timedelta(hours=1)
 _NAME = re.compile(r"^(events|messages|event_status_changes)_(before_)?(\d{8})$")
 
 
@@ -37,6 +40,12 @@ class Partition:
     name: str
     day: date | None  # None: the partition of everything before ``end``
     end: datetime  # exclusive
+
+
+def children_since(event_created_at: datetime) -> datetime:
+    """The earliest time an event's messages and status changes can carry: reading from it, PostgreSQL skips the
+    days before the event's."""
+    return event_created_at - CLOCK_SKEW
 
 
 def in_the_models(item: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:

@@ -34,6 +34,7 @@ from envoi.bounces.verp import return_path_for
 from envoi.channels.base import Channel, EmailMessage, Failed, InvalidAddress, Outcome, Retry, Sent
 from envoi.channels.push import PLATFORMS, Platform, PushMessage
 from envoi.channels.sms import SmsMessage
+from envoi.db.partitions import children_since
 from envoi.delivery.claim import ClaimedEvent
 from envoi.delivery.marketing import MarketingContext, delivery_variables, finish_marketing_email, load_marketing
 from envoi.delivery.models import Message, MessageStatus
@@ -103,7 +104,7 @@ async def load_context(session: AsyncSession, events: list[ClaimedEvent], settin
             select(Message.event_id, Message.channel, Message.id).where(
                 Message.event_id.in_([e.id for e in retried]),
                 # A message is never older than its event: on PostgreSQL, older days' partitions are not read.
-                Message.created_at >= min(e.created_at for e in retried),
+                Message.created_at >= children_since(min(e.created_at for e in retried)),
             )
         )
         existing = {(event_id, channel): message_id for event_id, channel, message_id in rows}
@@ -335,7 +336,7 @@ class DeliveryPipeline:
                 changes = {"status": MessageStatus.FAILED, "error": d.reason, "updated_at": now}
             else:
                 continue
-            mine = (Message.id == existing) & (Message.created_at >= e.created_at)  # see load_context
+            mine = (Message.id == existing) & (Message.created_at >= children_since(e.created_at))
             await session.execute(update(Message).where(mine).values(changes))
         await session.execute(insert(EventStatusChange), timeline)
         if new_messages:

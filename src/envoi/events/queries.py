@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from envoi.addresses import normalize_email
 from envoi.bounces.models import Bounce, BounceKind
+from envoi.db.partitions import children_since
 from envoi.delivery.models import Message, MessageStatus
 from envoi.errors import NotFound
 from envoi.events.models import Event, EventStatus, EventStatusChange
@@ -34,16 +35,18 @@ async def get_event(session: AsyncSession, event_id: int) -> EventOut:
     if event is None:
         raise NotFound(f"event {event_id} does not exist")
     versions: dict[int, TemplateVersion] = {}
-    messages = list(
-        (await session.scalars(select(Message).where(Message.event_id == event_id).order_by(Message.id))).all()
-    )
+    since = children_since(event.created_at)  # on PostgreSQL, the days before the event's are not read
+    mine = select(Message).where(Message.event_id == event_id, Message.created_at >= since)
+    messages = list((await session.scalars(mine.order_by(Message.id))).all())
     version_ids = {m.template_version_id for m in messages} | {event.template_version_id}
     version_ids.discard(None)
     if version_ids:
         rows = await session.scalars(select(TemplateVersion).where(TemplateVersion.id.in_(version_ids)))
         versions = {v.id: v for v in rows}
     changes = await session.scalars(
-        select(EventStatusChange).where(EventStatusChange.event_id == event_id).order_by(EventStatusChange.id)
+        select(EventStatusChange)
+        .where(EventStatusChange.event_id == event_id, EventStatusChange.at >= since)
+        .order_by(EventStatusChange.id)
     )
     timeline = [TimelineEntry(status="received", at=event.created_at)]
     timeline += [TimelineEntry(status=EventStatus(c.status).label, at=c.at, reason=c.reason) for c in changes]
