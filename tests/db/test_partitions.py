@@ -25,7 +25,7 @@ from envoi.runtime import Runtime
 from envoi.settings import Settings
 from envoi.tracking.models import TrackingHit
 from envoi.workflows.activities.base import RunContext
-from envoi.workflows.activities.upkeep import PurgeActivity, PurgeSettings
+from envoi.workflows.activities.upkeep import PurgeActivity, PurgeSettings, _drop_days, _ended_days
 from tests.conftest import BACKENDS, pg_database
 
 TODAY = datetime.now(UTC).date()
@@ -213,3 +213,23 @@ async def test_an_event_past_the_last_partition_is_refused_as_the_store_being_un
     unavailable = store_unavailable(refused.value)
     assert unavailable is not None and unavailable.status_code == 503
     assert "no day partition holds events of today (envoi migrate makes them)" in str(unavailable)
+
+
+async def test_a_day_found_ended_is_checked_again_before_it_is_dropped(runtime: Runtime) -> None:
+    """Between finding the days and dropping them (the purge's row deletes run in between), an operator may
+    retry one of their events: the day is kept, and so are the days after it."""
+    if not runtime.settings.database_url.startswith("postgresql"):
+        return  # nothing is dropped on SQLite
+    d1, d2 = (midnight(TODAY + timedelta(days=n)) for n in (2, 3))
+    async with runtime.transaction() as session:
+        early, retried = _event(d1, EventStatus.PROCESSED), _event(d2, EventStatus.PROCESSED)
+        session.add_all([early, retried])
+    before = d2 + timedelta(days=1)  # the end of d2
+    async with runtime.engine.begin() as connection:
+        days = await connection.run_sync(_ended_days, before)
+        assert [day.name for day in days][-2:] == [f"events_{d1:%Y%m%d}", f"events_{d2:%Y%m%d}"]
+        await connection.execute(sa.update(Event).where(Event.id == retried.id).values(status=EventStatus.PENDING))
+        dropped, events = await connection.run_sync(_drop_days, days, before)
+    assert (dropped, events) == (len(days) - 1, 1)
+    tables = await _tables(runtime)
+    assert f"events_{d1:%Y%m%d}" not in tables and f"events_{d2:%Y%m%d}" in tables

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from envoi.bounces.models import Bounce
 from envoi.channels.outbox import OutboxMessage
-from envoi.db.partitions import drop_day, ensure_partitions, partitioned, partitions
+from envoi.db.partitions import Partition, drop_day, ensure_partitions, partitioned, partitions
 from envoi.delivery.models import Message
 from envoi.events.models import Event, EventStatus, EventStatusChange, IdempotencyKey
 from envoi.events.rate_buckets import RateBuckets
@@ -44,26 +44,23 @@ class PurgeActivity(Activity[PurgeSettings]):
     async def run(self, settings: PurgeSettings, given: dict[str, Any] | None, context: RunContext) -> Done:
         session, retention = context.session, context.settings
         before = context.now - timedelta(days=retention.retention_events_days)
-        made = await session.run_sync(lambda s: ensure_partitions(s.connection(), context.now.date()))
-        if made:
-            context.log(f"made the partitions {', '.join(made)}")
-        days, events = await session.run_sync(lambda s: _drop_ended_days(s.connection(), before))
-        if days:
-            context.log(f"dropped {days} days of partitions: {events} ended events, their messages and timeline")
+        # PostgreSQL: whole days go at the end, in one go: dropping a partition locks its table until the commit.
+        days = await session.run_sync(lambda s: _ended_days(s.connection(), before))
         deleted = messages = 0
         while True:  # in chunks: one huge DELETE would hold its locks (and SQLite's only lock) for long
-            ids = list(
-                await session.scalars(
-                    select(Event.id)
-                    # Received and ended before: an event scheduled far ahead is kept a full period after it ended.
-                    .where(
-                        Event.created_at < before,
-                        Event.updated_at < before,
-                        Event.status.not_in([int(s) for s in _WAITING]),
-                    )
-                    .limit(_CHUNK)
+            ended = (
+                select(Event.id)
+                # Received and ended before: an event scheduled far ahead is kept a full period after it ended.
+                .where(
+                    Event.created_at < before,
+                    Event.updated_at < before,
+                    Event.status.not_in([int(s) for s in _WAITING]),
                 )
+                .limit(_CHUNK)
             )
+            if days:
+                ended = ended.where(Event.created_at >= days[-1].end)
+            ids = list(await session.scalars(ended))
             if not ids:
                 break
             # What foreign keys would cascade to on SQLite, and do not on PostgreSQL (envoi.db.partitions).
@@ -90,6 +87,12 @@ class PurgeActivity(Activity[PurgeSettings]):
         await session.execute(
             delete(WebhookCall).where(WebhookCall.created_at < week, WebhookCall.status != CallStatus.PENDING)
         )
+        made = await session.run_sync(lambda s: ensure_partitions(s.connection(), context.now.date()))
+        if made:
+            context.log(f"made the partitions {', '.join(made)}")
+        dropped, events = await session.run_sync(lambda s: _drop_days(s.connection(), days, before))
+        if dropped:
+            context.log(f"dropped {dropped} days of partitions: {events} ended events, their messages and timeline")
         context.log(
             f"deleted {deleted} ended events older than {retention.retention_events_days:g} days with their "
             f"{messages} messages, {outbox} outbox messages, {runs} workflow runs older than "
@@ -99,37 +102,53 @@ class PurgeActivity(Activity[PurgeSettings]):
         return Done(count=events + deleted)
 
 
-def _drop_ended_days(connection: Connection, before: datetime) -> tuple[int, int]:
-    """PostgreSQL: drop whole days, oldest first, while a day's events all ended before ``before``; returns the
-    days and events dropped. A day still holding a wanted event stops it (its rows, and the later days', are
-    purged row by row as on SQLite): the messages and timeline of that event may be in any later day."""
-    if not partitioned(connection):
-        return 0, 0
+def _wanted(connection: Connection, day: Partition, before: datetime) -> bool:
+    """Whether the day holds an event still waiting, or ended after ``before``."""
     waiting = ", ".join(str(int(s)) for s in _WAITING)
+    found = connection.execute(
+        text(f"SELECT 1 FROM {day.name} WHERE status IN ({waiting}) OR updated_at >= :before LIMIT 1"),  # noqa: S608
+        {"before": before},
+    )
+    return found.first() is not None
+
+
+def _ended_days(connection: Connection, before: datetime) -> list[Partition]:
+    """PostgreSQL: the days that can go whole, oldest first: past ``before``, up to the first day holding a wanted
+    event (whose messages and timeline may be in any later day)."""
+    if not partitioned(connection):
+        return []
+    days = []
+    for day in partitions(connection, "events"):
+        if day.end > before or _wanted(connection, day, before):
+            break
+        days.append(day)
+    return days
+
+
+def _drop_days(connection: Connection, days: list[Partition], before: datetime) -> tuple[int, int]:
+    """Drop the days found by _ended_days; returns how many, and their events. Each is checked again once locked
+    (an operator may have retried one of its events since), and a lock not had within 5 s (queries on the table
+    run long) leaves the day to the next purge."""
+    if not days:
+        return 0, 0
     timeout = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
-    # Dropping a partition waits for every query on its table; the queue must not wait behind it for long.
     connection.execute(text("SELECT set_config('lock_timeout', '5s', true)"))
-    days = events = 0
+    dropped = events = 0
     try:
-        for day in partitions(connection, "events"):
-            if day.end > before:
-                break
-            wanted = connection.execute(
-                text(f"SELECT 1 FROM {day.name} WHERE status IN ({waiting}) OR updated_at >= :before LIMIT 1"),  # noqa: S608
-                {"before": before},
-            ).first()
-            if wanted:
-                break
-            count = connection.execute(text(f"SELECT count(*) FROM {day.name}")).scalar_one()  # noqa: S608
+        for day in days:
             try:
                 with connection.begin_nested():
+                    connection.execute(text(f"LOCK TABLE {day.name} IN ACCESS EXCLUSIVE MODE"))
+                    if _wanted(connection, day, before):
+                        break
+                    count = connection.execute(text(f"SELECT count(*) FROM {day.name}")).scalar_one()  # noqa: S608
                     drop_day(connection, day)
-            except OperationalError:  # a lock not had in time: the next purge tries again
+            except OperationalError:
                 break
-            days, events = days + 1, events + count
+            dropped, events = dropped + 1, events + count
     finally:
         connection.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": timeout})
-    return days, events
+    return dropped, events
 
 
 async def _deleted(session: Any, statement: Any) -> int:
