@@ -104,6 +104,8 @@ class KannelPeer:
     async def start_smsbox(self) -> None:
         await self._spawn("smsbox", SMSBOX, str(self.config))
         await self._wait_for_port(self.sendsms_port)
+        # smsbox listens before it has joined bearerbox; a message sent in between is not accepted.
+        await self._wait_for_status(r"smsbox:.*on-line", "smsbox did not join bearerbox")
 
     async def stop_smsbox(self) -> None:
         await self._terminate("smsbox")
@@ -157,15 +159,17 @@ class KannelPeer:
 
     async def _wait_for_smsc(self) -> None:
         """Until bearerbox reports its fake SMSC online, so a first message is sent, not queued."""
+        await self._wait_for_status(r"fake\[fake\].*online", "Kannel's fake SMSC did not come online")
+
+    async def _wait_for_status(self, pattern: str, failure: str) -> None:
         url = f"http://127.0.0.1:{self.admin_port}/status.txt?password=admin"
         async with httpx.AsyncClient() as client:
-            for _ in range(200):
+            for _ in range(400):  # 20 s
                 with contextlib.suppress(httpx.HTTPError):
-                    status = (await client.get(url)).text
-                    if re.search(r"fake\[fake\].*online", status):
+                    if re.search(pattern, (await client.get(url)).text):
                         return
                 await asyncio.sleep(0.05)
-        raise RuntimeError(f"Kannel's fake SMSC did not come online; see {self.directory}")
+        raise RuntimeError(f"{failure}; see {self.directory}")
 
     def _write_config(self) -> None:
         d = self.directory

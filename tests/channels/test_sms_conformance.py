@@ -233,7 +233,7 @@ async def test_permanent_failure(provider: Provider) -> None:
 async def test_a_thousand_messages_without_loss(provider: Provider) -> None:
     messages = [sms(f"message {n}", to=f"+336{n:08d}", ref=n) for n in range(1000)]
     outcomes = await provider.channel.send_many(messages)
-    assert all(isinstance(o, Sent) for o in outcomes)
+    assert all(isinstance(o, Sent) for o in outcomes), outcomes
     assert len({o.provider_id for o in outcomes if isinstance(o, Sent)}) == 1000
     expected = sorted((m.to, m.text) for m in messages)
     await until(lambda: len(provider.messages()) >= 1000, timeout=30)
@@ -244,7 +244,7 @@ async def test_long_gsm7_and_unicode_arrive_as_concatenated_parts(provider: Prov
     gsm = "Your parcel is on its way. " * 15  # 405 GSM-7 characters: 3 parts of 153
     unicode = "Ваша посылка в пути. " * 5  # 105 characters outside GSM-7: 2 parts of 67
     outcomes = await provider.channel.send_many([sms(gsm), sms(unicode, to="+33611111111")])
-    assert all(isinstance(o, Sent) for o in outcomes)
+    assert all(isinstance(o, Sent) for o in outcomes), outcomes
     await until(lambda: len(provider.messages()) == 2)
     assert provider.part_counts() == {ANN: 3, "+33611111111": 2}
     assert sorted(provider.messages()) == sorted([(ANN, gsm), ("+33611111111", unicode)])
@@ -270,7 +270,7 @@ async def test_smpp_sends_gsm7_unpacked_with_its_sender(channel: SmppChannel, sm
 
 async def test_smpp_parts_carry_a_user_data_header(channel: SmppChannel, smsc: SmscPeer) -> None:
     outcomes = await channel.send_many([sms("x" * 200), sms("ж" * 100, to="+33611111111")])
-    assert all(isinstance(o, Sent) for o in outcomes)
+    assert all(isinstance(o, Sent) for o in outcomes), outcomes
     assert sorted((s.data_coding, s.esm_class) for s in smsc.submits) == [(0, 0x40)] * 2 + [(8, 0x40)] * 2
     assert smsc.binds == 1  # one session carried them all
 
