@@ -41,7 +41,7 @@ from envoi.delivery.models import Message, MessageStatus
 from envoi.delivery.quarantine import add_to_quarantine, quarantined
 from envoi.delivery.recording import announced, recheck_paused, record_owned
 from envoi.delivery.retry import retry_delay
-from envoi.events.models import EventStatus, EventStatusChange, EventType
+from envoi.events.models import UNENDED, EventStatus, EventStatusChange, EventType
 from envoi.outbound import OutboundClient
 from envoi.settings import Settings
 from envoi.templates.attachments import attach_files, attachment_urls
@@ -54,8 +54,6 @@ from envoi.templates.rendering import RenderError
 from envoi.templates.service import LiveRoute, find_live_routes
 from envoi.templates.sms import RenderedSms
 from envoi.webhooks.outbox import announce
-
-_WAITING = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
 
 
 @dataclass(slots=True)
@@ -355,7 +353,7 @@ class DeliveryPipeline:
             "updated_at": now,
             "next_attempt_at": d.next_attempt_at or now,
             # A final status ends the reports' processing time; waiting again (a retry, a fallback) does not.
-            "ended_at": None if d.status in _WAITING else now,
+            "ended_at": None if d.status in UNENDED else now,
             # The fallback channel starts afresh: its own retries, its own attempts.
             "error_count": 0 if d.fallback else e.error_count + (1 if failed_send else 0),
             "last_error": d.reason if d.status != EventStatus.PROCESSED else None,

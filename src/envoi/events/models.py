@@ -27,6 +27,11 @@ class EventStatus(enum.IntEnum):
         return self.name.lower()
 
 
+# Not ended yet: still to be sent (or sending, or held by a paused template). Such an event has no ended_at,
+# counts in the queue's gauges and is never purged.
+UNENDED = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
+
+
 class EventMode(enum.IntEnum):
     """Real-time events are claimed before batch events, and both before marketing emails; the number is the
     claim priority."""

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from envoi.channels.base import Failed, InvalidAddress, Outcome, Retry, Sent
 from envoi.db.base import utcnow
 from envoi.delivery.claim import CLAIMABLE
-from envoi.events.models import Event, EventStatus
+from envoi.events.models import UNENDED, Event, EventStatus
 from envoi.observability.multiprocess import join_directory, leave_directory
 from envoi.settings import Settings
 
@@ -55,7 +55,7 @@ OUTCOMES: Mapping[type[Outcome], str] = {
 }
 STAGES = ("claim", "render", "send", "record")  # the order of the worker's stage timings
 WEBHOOK_RESULTS = ("delivered", "retry", "failed")  # failed: given up, the subscription was disabled
-QUEUED = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
+QUEUED = UNENDED
 _PAUSED = text(f"events.status = {EventStatus.PAUSED.value}")  # written out, as ix_events_paused's predicate
 # From milliseconds to hours: an event waits milliseconds in a healthy queue, hours when it is scheduled or
 # retried (12 attempts: about 7 hours).

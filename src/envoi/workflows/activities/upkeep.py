@@ -13,7 +13,7 @@ from envoi.bounces.models import Bounce
 from envoi.channels.outbox import OutboxMessage
 from envoi.db.partitions import Partition, drop_day, ensure_partitions, partitioned, partitions
 from envoi.delivery.models import Message
-from envoi.events.models import Event, EventStatus, EventStatusChange, IdempotencyKey
+from envoi.events.models import UNENDED, Event, EventStatus, EventStatusChange, IdempotencyKey
 from envoi.events.rate_buckets import RateBuckets
 from envoi.notifications.models import Notification
 from envoi.reports.models import QueueSample
@@ -24,7 +24,6 @@ from envoi.workflows.activities.base import Activity, ActivitySettings, Done, Ru
 from envoi.workflows.models import HourlyStatistic, WorkflowRun
 
 _CHUNK = 1000
-_WAITING = (EventStatus.PENDING, EventStatus.PROCESSING, EventStatus.PAUSED)
 
 
 class PurgeSettings(ActivitySettings):
@@ -54,7 +53,7 @@ class PurgeActivity(Activity[PurgeSettings]):
                 .where(
                     Event.created_at < before,
                     Event.updated_at < before,
-                    Event.status.not_in([int(s) for s in _WAITING]),
+                    Event.status.not_in([int(s) for s in UNENDED]),
                 )
                 .limit(_CHUNK)
             )
@@ -104,7 +103,7 @@ class PurgeActivity(Activity[PurgeSettings]):
 
 def _wanted(connection: Connection, day: Partition, before: datetime) -> bool:
     """Whether the day holds an event still waiting, or ended after ``before``."""
-    waiting = ", ".join(str(int(s)) for s in _WAITING)
+    waiting = ", ".join(str(int(s)) for s in UNENDED)
     found = connection.execute(
         text(f"SELECT 1 FROM {day.name} WHERE status IN ({waiting}) OR updated_at >= :before LIMIT 1"),  # noqa: S608
         {"before": before},
